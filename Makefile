@@ -1,0 +1,35 @@
+# make run   — set everything up, then run the main job (biasvar diagnose on Fashion-MNIST)
+# make test  — set everything up, then run the test suite (slow tests excluded)
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test test-slow setup system-deps bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh dataset-fashion-mnist
+
+run: setup system-deps
+	$(BIN)/biasvar diagnose
+
+test: setup
+	@scripts/system-deps.sh dataset-fashion-mnist chromium
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow -q
+
+bench: setup system-deps
+	$(BIN)/python bench/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

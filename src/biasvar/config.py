@@ -1,0 +1,296 @@
+"""The one typed, frozen experiment configuration handed to every part of biasvar.
+
+Every option lives here with its default, its unit and its allowed range; the CLI builds its flags
+from these fields, ``--config FILE.yaml`` may set any of them, and the resolved configuration is
+saved next to the results. Retraining with a change is ``fit(replace(config, width=64), data)``.
+
+``None`` means "the dataset's default" (see :data:`DATASET_DEFAULTS`); :func:`resolve` fills them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_args, get_type_hints  # noqa: F401 (get_type_hints re-exported)
+
+import yaml
+
+from .errors import ConfigError, suggest
+
+__all__ = [
+    "ExperimentConfig",
+    "DATASET_DEFAULTS",
+    "load_config",
+    "resolve",
+    "config_hash",
+    "config_to_dict",
+    "replace",
+]
+
+
+def _opt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
+         hi: float | None = None, lo_open: bool = False, group: str = "training",
+         semantic: bool = True) -> Any:
+    """A config field. ``semantic=False`` fields (device, threads...) do not change the result's
+    meaning and are left out of the config hash that names run directories and fit jobs."""
+    return field(default=default, metadata=dict(help=help, choices=choices, lo=lo, hi=hi,
+                                                lo_open=lo_open, group=group, semantic=semantic))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    # --- data -------------------------------------------------------------------------------
+    dataset: str = _opt("fashion-mnist", "dataset name (`biasvar datasets` lists them) or "
+                        "imagefolder:PATH / csv:PATH", group="data")
+    data_root: str = _opt("data", "folder searched first for dataset files", group="data",
+                          semantic=False)
+    download: bool = _opt(True, "try to download a built-in dataset that is found nowhere locally",
+                          group="data", semantic=False)
+    val_fraction: float = _opt(0.1, "fraction of the training set held out for validation "
+                               "(stratified)", lo=0.0, hi=0.9, lo_open=True, group="data")
+    test_fraction: float = _opt(0.2, "fraction held out as test set for data without its own "
+                                "test split (digits, custom data)", lo=0.0, hi=0.9, lo_open=True,
+                                group="data")
+    split_seed: int = _opt(0, "seed of the train/validation/test split", lo=0, group="data")
+    train_subset: int | None = _opt(None, "use only this many training images (stratified); "
+                                    "None = all", lo=1, group="data")
+    test_subset: int | None = _opt(None, "score only this many test images (stratified); "
+                                   "None = all", lo=1, group="data")
+    augment: str = _opt("none", "augmentation preset: none, light, standard, strong",
+                        group="data")
+    augment_strength: float = _opt(1.0, "multiplies every strength of the augmentation preset",
+                                   lo=0.0, hi=10.0, group="data")
+    image_size: int | None = _opt(None, "resize custom images to this many pixels a side",
+                                  lo=4, hi=1024, group="data")
+    channels: int | None = _opt(None, "convert custom images to 1 (grey) or 3 (RGB) channels",
+                                choices=(1, 3), group="data")
+    # --- model ------------------------------------------------------------------------------
+    model: str = _opt("cnn", "model name (`biasvar models` lists them) or package.module:factory",
+                      group="model")
+    width: int | None = _opt(None, "hidden units (mlp) / channels of the first convolution (cnn) "
+                             "/ base width (resnet)", lo=1, hi=4096, group="model")
+    depth: int | None = _opt(None, "hidden layers (mlp) / convolution stages (cnn)", lo=0, hi=16,
+                             group="model")
+    dropout: float = _opt(0.0, "dropout probability before each hidden linear layer",
+                          lo=0.0, hi=0.95, group="model")
+    batchnorm: bool = _opt(True, "batch normalisation after convolutions / hidden layers",
+                           group="model")
+    weights: str | None = _opt(None, "start from this local state dict or biasvar checkpoint",
+                               group="model")
+    freeze_backbone: bool = _opt(False, "train only the classification head", group="model")
+    # --- training ---------------------------------------------------------------------------
+    optimizer: str = _opt("adam", "sgd, adam or adamw")
+    lr: float | None = _opt(None, "peak learning rate", lo=0.0, hi=10.0, lo_open=True)
+    momentum: float = _opt(0.9, "SGD momentum (Nesterov)", lo=0.0, hi=0.999)
+    weight_decay: float = _opt(0.0, "L2 weight decay (decoupled for adamw)", lo=0.0, hi=1.0)
+    l1: float = _opt(0.0, "L1 penalty coefficient on weights (not biases)", lo=0.0, hi=1.0)
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy", lo=0.0, hi=0.5)
+    schedule: str = _opt("cosine", "learning-rate schedule: constant, step, cosine, onecycle",
+                         choices=("constant", "step", "cosine", "onecycle"))
+    step_epochs: int = _opt(5, "step schedule: epochs between decays", lo=1)
+    step_gamma: float = _opt(0.1, "step schedule: decay factor", lo=0.0, hi=1.0, lo_open=True)
+    epochs: int | None = _opt(None, "training epochs", lo=1, hi=10000)
+    batch_size: int | None = _opt(None, "images per training step", lo=1, hi=65536)
+    early_stopping: bool = _opt(False, "stop when the monitored metric stops improving and "
+                                "restore the best weights")
+    monitor: str = _opt("val_loss", "metric for early stopping and best.pt",
+                        choices=("val_loss", "val_accuracy"))
+    patience: int = _opt(5, "early stopping: epochs without improvement before stopping", lo=1)
+    min_delta: float = _opt(0.0, "early stopping: smallest change that counts as improvement",
+                            lo=0.0)
+    seed: int = _opt(0, "seed of initialisation, data order, dropout and augmentation", lo=0)
+    # --- runtime (not part of the config hash) ----------------------------------------------
+    device: str = _opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N", group="runtime",
+                       semantic=False)
+    precision: str = _opt("auto", "auto (timed), fp32 or bf16 (autocast)",
+                          choices=("auto", "fp32", "bf16"), group="runtime")
+    channels_last: str = _opt("auto", "auto (timed), on or off", choices=("auto", "on", "off"),
+                              group="runtime")
+    threads: int | None = _opt(None, "CPU threads for torch; None = torch's default",
+                               lo=1, hi=1024, group="runtime", semantic=False)
+    tensorboard: bool = _opt(False, "also write the per-epoch history as TensorBoard events",
+                             group="runtime", semantic=False)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+#: Per-dataset defaults for fields left at None: chosen so that a short run trains well.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fashion-mnist": dict(epochs=10, batch_size=128, lr=2e-3),
+    "mnist": dict(epochs=5, batch_size=128, lr=2e-3),
+    "cifar10": dict(epochs=20, batch_size=128, lr=2e-3),
+    "digits": dict(epochs=20, batch_size=32, lr=3e-3),
+    "*": dict(epochs=10, batch_size=64, lr=1e-3),
+}
+
+#: Per-model defaults for width/depth.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "linear": dict(width=None, depth=None),
+    "mlp": dict(width=256, depth=2),
+    "cnn": dict(width=32, depth=2),
+    "resnet18": dict(width=64, depth=4),
+    "resnet34": dict(width=64, depth=4),
+    "*": dict(width=None, depth=None),
+}
+
+
+_TYPES: dict[str, Any] = {}
+
+
+def _field_type(name: str) -> tuple[type, bool]:
+    """(base type, optional?) of a config field, from its annotation."""
+    if not _TYPES:
+        _TYPES.update(get_type_hints(ExperimentConfig))
+    t = _TYPES[name]
+    args = [a for a in get_args(t) if a is not type(None)]
+    if args:
+        return args[0], True
+    return t, False
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a value from YAML or the command line to the field's type, or raise ConfigError."""
+    base, optional = _field_type(name)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")
+                         and optional):
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required (got nothing).")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1"):
+                return True
+            if isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if isinstance(value, str):
+                v = float(value)
+                if not v.is_integer():
+                    raise ValueError
+                return int(v)
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(f"{name}: expected {'an integer' if base is int else 'a number' if base is float else 'true or false' if base is bool else 'text'}"
+                      f", got {value!r} ({type(value).__name__}).")
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Check every field's type and range; raise ConfigError naming field, value and range."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        coerced = coerce(f.name, value)
+        if coerced != value or type(coerced) is not type(value):
+            object.__setattr__(cfg, f.name, coerced)
+            value = coerced
+        if value is None:
+            continue
+        m = f.metadata
+        if m.get("choices") and value not in m["choices"]:
+            choices = [str(c) for c in m["choices"]]
+            raise ConfigError(f"{f.name}: {value!r} is not allowed.{suggest(str(value), choices)} "
+                              f"Choose one of: {', '.join(choices)}.")
+        lo, hi = m.get("lo"), m.get("hi")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"{f.name}: {value!r} is not a finite number.")
+            too_low = lo is not None and (value <= lo if m.get("lo_open") else value < lo)
+            too_high = hi is not None and value > hi
+            if too_low or too_high:
+                left = "(" if m.get("lo_open") else "["
+                rng = f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+                raise ConfigError(f"{f.name}: {value!r} is out of range; allowed {rng}. "
+                                  f"({m['help']})")
+    if cfg.val_fraction + cfg.test_fraction >= 1.0:
+        raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction} + {cfg.test_fraction}"
+                          " leaves no training data; keep their sum below 1.")
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(ExperimentConfig)]
+
+
+def from_dict(d: dict[str, Any], *, base: ExperimentConfig | None = None,
+              source: str = "config") -> ExperimentConfig:
+    """Build a config from a mapping (YAML file, flags), rejecting unknown keys."""
+    names = field_names()
+    d = {k.replace("-", "_"): v for k, v in d.items()}
+    for k in d:
+        if k not in names:
+            raise ConfigError(f"{source}: unknown option {k!r}.{suggest(k, names)} "
+                              "Run `biasvar train --help` for the list.")
+    values = {k: coerce(k, v) for k, v in d.items()}
+    return replace(base or ExperimentConfig(), **values)
+
+
+def load_config(path: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
+    """Read a YAML config file (any subset of the fields), then apply ``overrides``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config: file {str(p)!r} does not exist.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config: {str(p)!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {str(p)!r} must hold a mapping of option: value, "
+                          f"got {type(data).__name__}.")
+    # a saved run config may carry extra bookkeeping under "_"-prefixed keys
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
+    cfg = from_dict(data, source=f"--config {p.name}")
+    return from_dict(overrides, base=cfg, source="flag") if overrides else cfg
+
+
+def dataset_key(dataset: str) -> str:
+    return dataset if dataset in DATASET_DEFAULTS else "*"
+
+
+def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Fill fields left at None from the dataset's and model's defaults."""
+    fill: dict[str, Any] = {}
+    for k, v in DATASET_DEFAULTS[dataset_key(cfg.dataset)].items():
+        if getattr(cfg, k) is None:
+            fill[k] = v
+    mdef = MODEL_DEFAULTS.get(cfg.model, MODEL_DEFAULTS["*"])
+    for k, v in mdef.items():
+        if getattr(cfg, k) is None and v is not None:
+            fill[k] = v
+    return replace(cfg, **fill) if fill else cfg
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: ExperimentConfig, *, extra: Any = None, length: int = 8) -> str:
+    """Short stable hash of the semantic fields (and ``extra``): names run dirs and fit jobs."""
+    d = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("semantic", True)}
+    blob = json.dumps({"config": d, "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def to_yaml(cfg: ExperimentConfig, **extra: Any) -> str:
+    d = config_to_dict(cfg)
+    d.update({f"_{k}": v for k, v in extra.items()})
+    return yaml.safe_dump(d, sort_keys=False)

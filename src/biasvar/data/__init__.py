@@ -1,0 +1,111 @@
+"""Datasets, splits and augmentation.
+
+>>> from biasvar import ExperimentConfig
+>>> from biasvar.data import load_data
+>>> data = load_data(ExperimentConfig(dataset="digits"))
+>>> data.summary()
+'digits: 1294 train / 144 val / 359 test images, 1x8x8, 10 classes'
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..config import ExperimentConfig
+from ..errors import DataError, unknown_name
+from ._builtin import BUILTIN, DatasetInfo, check_root, read_idx
+from ._split import stratified_split, stratified_subset
+from ._types import DataBundle, ImageData
+
+__all__ = ["load_data", "build_bundle", "list_datasets", "ImageData", "DataBundle",
+           "DatasetInfo", "register_source", "stratified_split", "stratified_subset", "read_idx"]
+
+#: "prefix:" → loader(spec, cfg) -> (training pool, test or None), for user data (imagefolder:, csv:)
+_SOURCES: dict[str, Callable[[str, ExperimentConfig], tuple[ImageData, ImageData | None]]] = {}
+
+
+def register_source(prefix: str, loader: Callable[[str, ExperimentConfig],
+                                                  tuple[ImageData, ImageData | None]]) -> None:
+    """Register a loader for datasets written ``prefix:SPEC`` (e.g. ``imagefolder:PATH``)."""
+    _SOURCES[prefix] = loader
+
+
+def list_datasets() -> list[DatasetInfo]:
+    return [BUILTIN.get(n) for n in BUILTIN.names()]
+
+
+def _load_pools(cfg: ExperimentConfig) -> tuple[ImageData, ImageData | None]:
+    name = cfg.dataset
+    if ":" in name:
+        prefix, spec = name.split(":", 1)
+        if prefix not in _SOURCES:
+            raise unknown_name("dataset", name, [f"{p}:PATH" for p in _SOURCES] + BUILTIN.names())
+        return _SOURCES[prefix](spec, cfg)
+    if name not in BUILTIN:
+        raise unknown_name("dataset", name, BUILTIN.names() + [f"{p}:PATH" for p in _SOURCES])
+    root = check_root(cfg.data_root)
+    return BUILTIN.get(name).loader(root, cfg.download)
+
+
+def load_data(cfg: ExperimentConfig) -> DataBundle:
+    """Load ``cfg.dataset`` and split it as the config says (see :func:`build_bundle`)."""
+    pool, test = _load_pools(cfg)
+    return build_bundle(cfg.dataset, pool, test, cfg)
+
+
+def build_bundle(name: str, pool: ImageData, test: ImageData | None,
+                 cfg: ExperimentConfig) -> DataBundle:
+    """Split a training pool (and test set, or carve one out) into a :class:`DataBundle`.
+
+    Without its own test split, ``test_fraction`` of the pool becomes the test set (stratified,
+    ``split_seed``); then ``val_fraction`` of what is left becomes validation data; then
+    ``train_subset``/``test_subset`` take stratified subsets.
+    """
+    y_pool = pool.y.numpy()
+    present = np.unique(y_pool)
+    if len(present) < 2:
+        raise DataError(f"dataset {name}: only {len(present)} class found; a classifier needs at "
+                        "least 2 classes.")
+    indices: dict[str, np.ndarray] = {}
+    if test is None:
+        rest, test_idx = stratified_split(y_pool, cfg.test_fraction, cfg.split_seed, what="test")
+        test = pool.subset(test_idx)
+        indices["test"] = test_idx
+    else:
+        rest = np.arange(len(pool))
+    tr, va = stratified_split(y_pool[rest], cfg.val_fraction, cfg.split_seed, what="validation")
+    train_idx, val_idx = rest[tr], rest[va]
+    if cfg.train_subset is not None:
+        train_idx = train_idx[stratified_subset(y_pool[train_idx], cfg.train_subset,
+                                                cfg.split_seed, what="train_subset")]
+    if cfg.test_subset is not None:
+        keep = stratified_subset(test.y.numpy(), cfg.test_subset, cfg.split_seed,
+                                 what="test_subset")
+        indices["test"] = indices.get("test", np.arange(len(test)))[keep]
+        test = test.subset(keep)
+    indices["train"], indices["val"] = train_idx, val_idx
+    train, val = pool.subset(train_idx), pool.subset(val_idx)
+    if test.x.shape[1:] != train.x.shape[1:]:
+        raise DataError(f"dataset {name}: test images are {tuple(test.x.shape[1:])} but training "
+                        f"images are {tuple(train.x.shape[1:])}.")
+    mean, std = channel_stats(train.x)
+    return DataBundle(name=name, train=train, val=val, test=test, classes=list(pool.classes),
+                      mean=mean, std=std, indices=indices)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units."""
+    c = x.shape[1]
+    flat = x.transpose(0, 1).reshape(c, -1)
+    s1 = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    for chunk in flat.split(1 << 22, dim=1):  # bounded memory for large sets
+        f = chunk.double() / 255.0
+        s1 += f.sum(1)
+        s2 += (f * f).sum(1)
+    n = flat.shape[1]
+    mean = s1 / n
+    std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(float(v) for v in mean), tuple(max(float(v), 1e-3) for v in std)

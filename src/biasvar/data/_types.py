@@ -1,0 +1,64 @@
+"""In-memory image data: uint8 tensors plus labels and class names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["ImageData", "DataBundle"]
+
+
+@dataclass
+class ImageData:
+    """Images ``x`` uint8 (N, C, H, W) and labels ``y`` int64 (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        assert self.x.dtype == torch.uint8 and self.x.ndim == 4, (self.x.dtype, self.x.shape)
+        assert self.y.dtype == torch.int64 and self.y.shape == (self.x.shape[0],)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, idx: np.ndarray | torch.Tensor) -> "ImageData":
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return ImageData(self.x[idx], self.y[idx], self.classes)
+
+
+@dataclass
+class DataBundle:
+    """The splits of one dataset, ready for training.
+
+    ``train``/``val``/``test`` hold uint8 images; ``mean``/``std`` (per channel, in [0, 1] units)
+    are measured on the training split and applied per batch. ``indices`` records where each
+    split came from (arrays of row numbers into the source's training pool / test pool) so a run
+    directory can save and reuse the exact split.
+    """
+
+    name: str
+    train: ImageData
+    val: ImageData
+    test: ImageData
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    indices: dict[str, np.ndarray] = field(default_factory=dict)
+    #: notes for the user, e.g. where the files were found or how many were skipped
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+    def summary(self) -> str:
+        c, h, w = self.input_shape
+        return (f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} "
+                f"test images, {c}x{h}x{w}, {self.num_classes} classes")

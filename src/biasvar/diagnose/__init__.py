@@ -1,0 +1,1 @@
+"""Diagnosis: learning and complexity curves, the bias-variance decomposition and the verdict."""

@@ -1,0 +1,275 @@
+"""Fit jobs: the unit of work of every analysis.
+
+A :class:`FitJob` is a frozen spec — resolved config, which training rows, seed, label noise —
+with a deterministic key (a hash of the spec). Its result is stored under
+``<run_dir>/fits/<key>/``: ``last.pt``/``best.pt``/``history.csv`` while it trains, then
+``test_log_probs.npy`` (fp32, m×K) and ``result.json`` (written last, atomically: its presence
+means the job is done). Analyses ask a :class:`JobStore` for results; an executor runs the jobs
+that are missing — serially, in local processes, or (later) as Ray tasks — and the same spec
+gives the same result (to float tolerance, same thread count). A job killed mid-way resumes from
+its own ``last.pt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .._io import atomic_write_bytes, atomic_write_json, read_json
+from ..config import ExperimentConfig, config_to_dict
+from ..data import DataBundle
+
+__all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "Executor",
+           "run_job", "plan_summary", "estimate_seconds"]
+
+
+@dataclass(frozen=True, eq=False)
+class FitJob:
+    """One training to run. ``train_indices`` are rows of ``data.train`` (sorted; repeats allowed
+    for bootstrap samples; ``None`` = all rows). ``label_noise`` replaces that fraction of the
+    training labels with random other classes (deterministic given ``noise_seed``)."""
+
+    config: ExperimentConfig
+    seed: int
+    train_indices: np.ndarray | None = None
+    label_noise: float = 0.0
+    noise_seed: int = 0
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        if self.train_indices is not None:
+            idx = np.sort(np.asarray(self.train_indices, dtype=np.int64))
+            object.__setattr__(self, "train_indices", idx)
+
+    @property
+    def n_train(self) -> int | None:
+        return None if self.train_indices is None else int(len(self.train_indices))
+
+    def spec(self) -> dict[str, Any]:
+        cfg = config_to_dict(self.config)
+        for k in ("device", "threads", "data_root", "download", "tensorboard"):
+            cfg.pop(k, None)  # where/how fast it runs does not change what it computes
+        idx = None
+        if self.train_indices is not None:
+            idx = hashlib.sha256(self.train_indices.tobytes()).hexdigest()[:16]
+        return {"config": cfg, "seed": self.seed, "train_indices": idx,
+                "n_train": self.n_train, "label_noise": self.label_noise,
+                "noise_seed": self.noise_seed if self.label_noise else None}
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.spec(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class JobResult:
+    key: str
+    metrics: dict[str, float]           # train/val/test error and loss
+    history: list[dict[str, float]]
+    n_train: int
+    seconds: float
+    test_log_probs: np.ndarray | None = None  # (m, K) float32, loaded on demand
+    reused: bool = False
+
+
+def noisy_labels(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
+    """Replace ``fraction`` of the labels (chosen at random) by a different random class."""
+    rng = np.random.default_rng(seed)
+    y = y.copy()
+    flip = rng.random(len(y)) < fraction
+    shift = rng.integers(1, num_classes, size=int(flip.sum()))
+    y[flip] = (y[flip] + shift) % num_classes
+    return y
+
+
+def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = False) -> JobResult:
+    """Train one job into ``job_dir`` (continuing its own last.pt if a kill interrupted it),
+    score it, and write its result files. Module-level so process pools and Ray can call it."""
+    import torch
+
+    from ..train import evaluate, fit
+    from ..train._fit import load_checkpoint
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(job_dir / "spec.json", job.spec())
+    if job.label_noise > 0:
+        y = noisy_labels(data.train.y.numpy(), job.label_noise, data.num_classes, job.noise_seed)
+        data = replace(data, train=replace(data.train, y=torch.from_numpy(y)))
+    resume = False
+    if (job_dir / "last.pt").is_file():
+        try:
+            load_checkpoint(job_dir / "last.pt")
+            resume = True
+        except Exception:  # noqa: BLE001 - a damaged partial checkpoint: start the job again
+            (job_dir / "last.pt").unlink()
+    t0 = time.perf_counter()
+    res = fit(job.config, data, seed=job.seed, train_indices=job.train_indices, run_dir=job_dir,
+              resume=resume, progress=progress, desc=job.tag or job.key)
+    # train error on the rows this model was trained on (eval mode, no augmentation)
+    train_part = data if job.train_indices is None else replace(
+        data, train=data.train.subset(np.unique(job.train_indices)))
+    metrics, lps = evaluate(res.model, train_part, device=job.config.device,
+                            channels_last=res.precision["channels_last"], return_log_probs=True)
+    flat = {}
+    for s, m in metrics.items():
+        flat[f"{s}_error"], flat[f"{s}_loss"] = m["error"], m["loss"]
+    lp = lps["test"].astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, lp)
+    atomic_write_bytes(job_dir / "test_log_probs.npy", buf.getvalue())
+    n = len(data.train) if job.train_indices is None else len(job.train_indices)
+    result = JobResult(job.key, flat, res.history, n, time.perf_counter() - t0, lp)
+    atomic_write_json(job_dir / "result.json", {
+        "key": job.key, "tag": job.tag, "metrics": flat, "history": res.history, "n_train": n,
+        "seconds": result.seconds, "precision": res.precision, "best_epoch": res.best_epoch,
+        "stop_reason": res.stop_reason, "resumed_from_epoch": res.resumed_from_epoch})
+    return result
+
+
+class JobStore:
+    """Results of fit jobs under ``root/fits/<key>/``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root) / "fits"
+
+    def dir(self, job: FitJob) -> Path:
+        return self.root / job.key
+
+    def done(self, job: FitJob) -> bool:
+        return (self.dir(job) / "result.json").is_file() and \
+            (self.dir(job) / "test_log_probs.npy").is_file()
+
+    def load(self, job: FitJob, *, log_probs: bool = True) -> JobResult:
+        d = self.dir(job)
+        r = read_json(d / "result.json")
+        lp = np.load(d / "test_log_probs.npy") if log_probs else None
+        return JobResult(r["key"], r["metrics"], r["history"], r["n_train"], r["seconds"], lp,
+                         reused=True)
+
+
+class Executor(Protocol):
+    def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
+            on_done: Callable[[FitJob, JobResult], None], progress: Any) -> None: ...
+
+
+class SerialExecutor:
+    """Runs the jobs one after another in this process (sharing one progress bar)."""
+
+    def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
+            on_done: Callable[[FitJob, JobResult], None], progress: Any = False) -> None:
+        for job in jobs:
+            on_done(job, run_job(job, data, store.dir(job), progress=progress))
+
+
+def _worker(job: FitJob, data: DataBundle, job_dir: str, threads: int) -> JobResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_job(job, data, Path(job_dir), progress=False)
+
+
+class ProcessExecutor:
+    """Runs jobs in ``workers`` local processes, ``threads`` torch threads each (default: the
+    cores divided among the workers). Results equal the serial ones at the same thread count."""
+
+    def __init__(self, workers: int = 2, threads: int | None = None):
+        self.workers = workers
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+
+    def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
+            on_done: Callable[[FitJob, JobResult], None], progress: Any = False) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_worker, j, data, str(store.dir(j)), self.threads): j
+                       for j in jobs}
+            for fut in futures:  # in submission order: deterministic bookkeeping
+                job = futures[fut]
+                result = fut.result()
+                if progress:
+                    progress.update(result_steps(job, data))
+                on_done(job, result)
+
+
+def result_steps(job: FitJob, data: DataBundle) -> int:
+    n = len(data.train) if job.train_indices is None else len(job.train_indices)
+    bs = min(int(job.config.batch_size), n)
+    return max(1, n // bs) * int(job.config.epochs)
+
+
+def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, seconds_per_image: float) -> float:
+    """Rough time: images seen in training × seconds per image (+ a third for evaluation)."""
+    total = 0.0
+    for j in jobs:
+        n = len(data.train) if j.train_indices is None else len(j.train_indices)
+        total += n * int(j.config.epochs) * seconds_per_image * 1.15
+    return total
+
+
+def plan_summary(jobs: Sequence[FitJob], store: JobStore) -> list[dict[str, Any]]:
+    return [{"key": j.key, "tag": j.tag, "n_train": j.n_train, "seed": j.seed,
+             "epochs": j.config.epochs, "stored": store.done(j)} for j in jobs]
+
+
+@dataclass
+class JobRunner:
+    """Deduplicates the jobs an analysis asks for, reuses stored ones, runs the rest, and counts
+    ``planned``/``trained``/``reused``."""
+
+    store: JobStore
+    data: DataBundle
+    executor: Any = field(default_factory=SerialExecutor)
+    progress: Any = False
+    planned: int = 0
+    trained: int = 0
+    reused: int = 0
+    _seen: set = field(default_factory=set)
+
+    def run(self, jobs: Sequence[FitJob]) -> list[JobResult]:
+        unique: dict[str, FitJob] = {}
+        for j in jobs:
+            unique.setdefault(j.key, j)
+        for k in unique:
+            if k not in self._seen:
+                self._seen.add(k)
+                self.planned += 1
+        results: dict[str, JobResult] = {}
+        missing = []
+        for k, j in unique.items():
+            if self.store.done(j):
+                results[k] = self.store.load(j)
+            else:
+                missing.append(j)
+        for k, r in results.items():
+            if r.reused and k not in self._counted:
+                self.reused += 1
+                self._counted.add(k)
+                if self.progress:
+                    self.progress.update(result_steps(unique[k], self.data))
+
+        def on_done(job: FitJob, r: JobResult) -> None:
+            results[job.key] = r
+            if job.key not in self._counted:
+                self.trained += 1
+                self._counted.add(job.key)
+
+        if missing:
+            self.executor.run(missing, self.store, self.data, on_done, self.progress)
+        return [results[j.key] for j in jobs]
+
+    def __post_init__(self) -> None:
+        self._counted: set = set()
+
+    def counts(self) -> dict[str, int]:
+        return {"planned": self.planned, "trained": self.trained, "reused": self.reused}

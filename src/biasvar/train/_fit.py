@@ -1,0 +1,418 @@
+"""``fit(config, data, seed)``: the training loop over in-memory uint8 tensors.
+
+Data never leaves the device between epochs: each batch is gathered from the uint8 tensor,
+scaled to [0, 1], augmented on tensors (per-sample randomness), normalised with the training
+split's mean/std, and fed to the model under bf16 autocast / channels_last when chosen.
+
+Randomness is derived from ``(seed, epoch)`` at the start of every epoch (data order, dropout,
+augmentation), so a run resumed from ``last.pt`` continues exactly as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._io import atomic_write_bytes, atomic_write_text
+from ..config import ExperimentConfig, config_hash, config_to_dict, resolve
+from ..data import DataBundle
+from ..data.augment import Augment, get_augment
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..models import create_model, is_conv
+from ._callbacks import Callback, EarlyStopping, Progress, TensorBoardLogger, TqdmProgress
+from ._runtime import autocast, choose_precision, resolve_device, seed_everything
+
+__all__ = ["fit", "FitResult", "Trainer", "build_model", "CHECKPOINT_FORMAT", "load_checkpoint",
+           "normalizer", "HISTORY_COLUMNS"]
+
+CHECKPOINT_FORMAT = "biasvar-checkpoint"
+CHECKPOINT_VERSION = 1
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+                   "seconds"]
+
+
+@dataclass
+class FitResult:
+    """What a fit returns. ``model`` holds the final weights (the best epoch's when early
+    stopping restored them); ``history`` one dict per epoch (HISTORY_COLUMNS)."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    config: ExperimentConfig
+    precision: dict[str, Any]
+    best_epoch: int | None = None
+    stop_reason: str | None = None
+    seconds: float = 0.0
+    resumed_from_epoch: int | None = None
+    device: str = "cpu"
+    notes: list[str] = field(default_factory=list)
+
+
+def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
+    return create_model(cfg.model, num_classes=data.num_classes, in_shape=data.input_shape,
+                        width=cfg.width, depth=cfg.depth, dropout=cfg.dropout,
+                        batchnorm=cfg.batchnorm)
+
+
+def normalizer(data: DataBundle, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with ``x_norm = x_uint8 * scale - shift`` == ``(x/255 - mean) / std``."""
+    mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return 1.0 / (255.0 * std), mean / std
+
+
+def _lr_lambda(schedule: str, total: int, steps_per_epoch: int, step_epochs: int,
+               gamma: float):
+    if schedule == "constant":
+        return lambda s: 1.0
+    if schedule == "step":
+        return lambda s: gamma ** ((s // steps_per_epoch) // step_epochs)
+    if schedule == "cosine":
+        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+    raise AssertionError(schedule)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weights only: biases and normalisation parameters (1-D) are exempt."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def _make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ConfigError("freeze_backbone: nothing is left to train (no parameter requires a "
+                          "gradient).")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    from ..errors import unknown_name
+    raise unknown_name("optimizer", cfg.optimizer, ["sgd", "adam", "adamw"])
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # distinct, reproducible streams per (seed, epoch); 2**31-1 is prime
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
+
+
+class Trainer:
+    """The state of one fit; callbacks receive it. Use :func:`fit` rather than this class."""
+
+    def __init__(self, cfg: ExperimentConfig, data: DataBundle, *, seed: int,
+                 train_indices: np.ndarray | None, run_dir: Path | None,
+                 callbacks: Sequence[Callback], progress: Progress, desc: str):
+        self.cfg, self.data, self.seed = cfg, data, seed
+        self.run_dir = run_dir
+        self.progress, self.desc = progress, desc
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(seed)
+        self.model = build_model(cfg, data)
+        self.conv = is_conv(cfg.model)
+        self.precision = choose_precision(cfg, self.model, data.input_shape, data.num_classes,
+                                          self.device, conv=self.conv and len(data.input_shape) == 3)
+        self.model.to(self.device)
+        if self.precision["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+        x, y = data.train.x, data.train.y
+        if train_indices is not None:
+            idx = torch.as_tensor(np.asarray(train_indices), dtype=torch.long)
+            x, y = x[idx], y[idx]
+        self.x, self.y = x.to(self.device), y.to(self.device)
+        self.n = int(self.y.shape[0])
+        self.bs = min(int(cfg.batch_size), self.n)
+        # the last incomplete batch is dropped (each epoch reshuffles, so no image is lost for
+        # good) — except that a set smaller than a batch is one batch
+        self.steps_per_epoch = max(1, self.n // self.bs)
+        self.total_steps = self.steps_per_epoch * int(cfg.epochs)
+        self.scale, self.shift = normalizer(data, self.device)
+        aug = get_augment(cfg.augment)
+        self.augment: Augment = aug.scaled(cfg.augment_strength) if cfg.augment_strength != 1.0 else aug
+        self.optimizer = _make_optimizer(cfg, self.model)
+        if cfg.schedule == "onecycle":
+            self.scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=cfg.lr, total_steps=self.total_steps)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, _lr_lambda(cfg.schedule, self.total_steps, self.steps_per_epoch,
+                                           cfg.step_epochs, cfg.step_gamma))
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.early = EarlyStopping(cfg.monitor, cfg.patience if cfg.early_stopping else None,
+                                   cfg.min_delta, restore_best=cfg.early_stopping)
+        self.callbacks: list[Callback] = [self.early, *callbacks]
+        if cfg.tensorboard and run_dir is not None:
+            self.callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.stop_reason: str | None = None
+        self.resumed_from: int | None = None
+        self.key = config_hash(cfg, extra={"seed": seed, "n": self.n})
+
+    # -- batches ------------------------------------------------------------------------------
+    def _prepare(self, xb: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        if self.augment.is_identity or gen is None:
+            x = xb.float().mul_(self.scale).sub_(self.shift)
+        else:
+            x = self.augment(xb.float().div_(255.0), gen)
+            x = x.mul_(self.scale * 255.0).sub_(self.shift)
+        if self.precision["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _l1(self) -> torch.Tensor:
+        return sum(p.abs().sum() for p in self.model.parameters() if p.ndim > 1 and p.requires_grad)
+
+    def train_one_epoch(self) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        es = _epoch_seed(self.seed, self.epoch)
+        gen = torch.Generator().manual_seed(es)
+        torch.manual_seed(es)  # dropout
+        perm = torch.randperm(self.n, generator=gen).to(self.device)
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        check_every = 1 if self.device.type == "cpu" else 16
+        for step in range(self.steps_per_epoch):
+            idx = perm[step * self.bs:(step + 1) * self.bs]
+            x, y = self._prepare(self.x[idx], gen), self.y[idx]
+            with autocast(self.device, self.precision["precision"]):
+                logits = model(x)
+                loss = self.loss_fn(logits.float(), y)
+            total = loss + cfg.l1 * self._l1() if cfg.l1 > 0 else loss
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if (step + 1) % check_every == 0 or step + 1 == self.steps_per_epoch:
+                if not torch.isfinite(loss_sum):
+                    self._diverged(step)
+                self.progress.update(check_every if (step + 1) % check_every == 0
+                                     else (step + 1) % check_every)
+        return {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen}
+
+    def _diverged(self, step: int) -> None:
+        kept = (f"the last good checkpoint {self.run_dir / 'last.pt'} (epoch {self.epoch}) is "
+                "kept" if self.run_dir is not None and self.epoch > 0 else "nothing was saved")
+        raise TrainingDiverged(
+            f"training loss became NaN or infinite in epoch {self.epoch + 1}, step {step + 1}; "
+            f"{kept}. Lower the learning rate (lr is {self.cfg.lr:g}; try --lr "
+            f"{self.cfg.lr / 10:g}), or add gradient-friendly settings such as --batchnorm.")
+
+    @torch.no_grad()
+    def evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        lp = predict_log_probs(self.model, x, self.scale, self.shift, self.device,
+                               channels_last=self.precision["channels_last"])
+        yt = y.to(lp.device)
+        return {"loss": float(F.nll_loss(lp, yt)), "accuracy": float((lp.argmax(1) == yt).float().mean())}
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "config": config_to_dict(self.cfg), "config_hash": self.key, "seed": self.seed,
+            "epoch": self.epoch, "model": {k: v.detach().cpu() for k, v in
+                                            self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "history": self.history, "early_stopping": {k: v for k, v in
+                                                        self.early.state_dict().items()
+                                                        if k != "best_state"},
+            "precision": self.precision, "stop_reason": self.stop_reason,
+            **model_spec(self.data),
+        }
+
+    def save(self) -> None:
+        if self.run_dir is None:
+            return
+        atomic_write_bytes(self.run_dir / "last.pt", _to_bytes(self.checkpoint()))
+        if self.early.improved:
+            best = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "best",
+                    "config": config_to_dict(self.cfg), "epoch": self.epoch,
+                    "monitor": self.early.monitor, "value": self.early.best_value,
+                    "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                    "precision": self.precision, **model_spec(self.data)}
+            atomic_write_bytes(self.run_dir / "best.pt", _to_bytes(best))
+        atomic_write_text(self.run_dir / "history.csv", history_csv(self.history))
+
+    def restore(self, path: Path) -> None:
+        ck = load_checkpoint(path)
+        if ck.get("kind") == "best":
+            raise CheckpointError(f"{path}: this is a best.pt (weights only); resume from last.pt.")
+        if ck["config_hash"] != self.key:
+            diff = [k for k, v in config_to_dict(self.cfg).items() if ck["config"].get(k) != v]
+            raise CheckpointError(
+                f"{path}: written for a different configuration or seed (differs in: "
+                f"{', '.join(diff) or 'seed/training subset'}); resume with the same options, "
+                "or start over with --fresh.")
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.scheduler.load_state_dict(ck["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{path}: does not fit this model ({e}).") from None
+        self.precision = ck["precision"]
+        if self.precision["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+        self.history = list(ck["history"])
+        self.epoch = int(ck["epoch"])
+        self.stop_reason = ck.get("stop_reason")
+        self.early.load_state_dict(ck["early_stopping"])
+        best = path.parent / "best.pt"
+        if self.early.best_epoch is not None and best.is_file():
+            self.early.best_state = {k: v.to(self.device) for k, v in
+                                     load_checkpoint(best)["model"].items()}
+        self.resumed_from = self.epoch
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> FitResult:
+        t_start = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        done = self.epoch * self.steps_per_epoch
+        self.progress.start(self.total_steps, self.desc)
+        if done:
+            self.progress.update(done)
+        try:
+            while self.epoch < self.cfg.epochs and self.stop_reason is None:
+                t0 = time.perf_counter()
+                logs = self.train_one_epoch()
+                val = self.evaluate_split(self.data.val.x, self.data.val.y)
+                self.epoch += 1
+                logs = {"epoch": self.epoch, **logs, "val_loss": val["loss"],
+                        "val_accuracy": val["accuracy"],
+                        "lr": float(self.optimizer.param_groups[0]["lr"]),
+                        "seconds": time.perf_counter() - t0}
+                self.history.append(logs)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, logs)
+                self.save()
+                self.progress.postfix({"loss": logs["train_loss"], "val_acc": logs["val_accuracy"]})
+        finally:
+            self.progress.close()
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        return FitResult(model=self.model, history=self.history, config=self.cfg,
+                         precision=self.precision, best_epoch=self.early.best_epoch,
+                         stop_reason=self.stop_reason, seconds=time.perf_counter() - t_start,
+                         resumed_from_epoch=self.resumed_from, device=str(self.device))
+
+
+def model_spec(data: DataBundle) -> dict[str, Any]:
+    return {"num_classes": data.num_classes, "in_shape": list(data.input_shape),
+            "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std)}
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a biasvar checkpoint safely (``weights_only=True``: no code runs from the file)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist.")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, pickle payload, random bytes...
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read safely ({msg}). It is "
+                              "truncated, damaged, or not a file biasvar wrote; start over with "
+                              "--fresh or point --resume at a good last.pt.") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} was not written by biasvar (no "
+                              f"'format: {CHECKPOINT_FORMAT}' entry). To start a model from "
+                              "plain weights use --weights instead.")
+    if int(ck.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {str(path)!r} is from a newer biasvar "
+                              f"(version {ck.get('version')}); upgrade biasvar.")
+    return ck
+
+
+def history_csv(history: list[dict[str, float]]) -> str:
+    lines = [",".join(HISTORY_COLUMNS)]
+    for row in history:
+        lines.append(",".join(repr(int(row[c])) if c == "epoch" else f"{row[c]:.8g}"
+                              for c in HISTORY_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+@torch.no_grad()
+def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
+                      shift: torch.Tensor, device: torch.device, *, batch_size: int = 1024,
+                      channels_last: bool = False) -> torch.Tensor:
+    """fp32 log-probabilities (N, K) of uint8 images (N, C, H, W), in eval mode, on ``device``.
+
+    Inference runs in fp32 (never bf16): the decomposition's variance terms are sensitive to
+    rounding of the log-probabilities."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i:i + batch_size].to(device, non_blocking=True).float().mul_(scale).sub_(shift)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        out.append(F.log_softmax(model(xb).float(), dim=1))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)
+
+
+def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
+        train_indices: np.ndarray | None = None, run_dir: str | Path | None = None,
+        resume: bool | str | Path = False, callbacks: Sequence[Callback] = (),
+        progress: Progress | bool = True, desc: str | None = None) -> FitResult:
+    """Train ``config.model`` on ``data.train`` (or the rows ``train_indices`` of it).
+
+    ``seed`` overrides ``config.seed``. With ``run_dir``, ``last.pt`` (every epoch), ``best.pt``
+    (when the monitored metric improves) and ``history.csv`` are written there atomically;
+    ``resume=True`` continues from ``run_dir/last.pt`` (or give a path).
+
+    >>> from biasvar import ExperimentConfig, load_data, fit
+    >>> cfg = ExperimentConfig(dataset="digits", epochs=2)
+    >>> result = fit(cfg, load_data(cfg), progress=False)
+    >>> len(result.history)
+    2
+    """
+    cfg = resolve(config)
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if progress is True:
+        progress = TqdmProgress()
+    elif progress is False:
+        progress = Progress()
+    trainer = Trainer(cfg, data, seed=cfg.seed, train_indices=train_indices, run_dir=run_dir,
+                      callbacks=callbacks, progress=progress,
+                      desc=desc or f"{cfg.model} on {data.name}")
+    if resume:
+        path = Path(resume) if not isinstance(resume, bool) else (run_dir or Path(".")) / "last.pt"
+        trainer.restore(path)
+    return trainer.run()
