@@ -58,9 +58,19 @@ class FitResult:
 
 
 def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
-    return create_model(cfg.model, num_classes=data.num_classes, in_shape=data.input_shape,
-                        width=cfg.width, depth=cfg.depth, dropout=cfg.dropout,
-                        batchnorm=cfg.batchnorm)
+    """The configured model for this data; started from ``cfg.weights`` and with its backbone
+    frozen when asked."""
+    model = create_model(cfg.model, num_classes=data.num_classes, in_shape=data.input_shape,
+                         width=cfg.width, depth=cfg.depth, dropout=cfg.dropout,
+                         batchnorm=cfg.batchnorm)
+    if cfg.weights or cfg.freeze_backbone:
+        from ..models._external import freeze_backbone, load_weights
+
+        if cfg.weights:
+            load_weights(model, cfg.weights)
+        if cfg.freeze_backbone:
+            freeze_backbone(model)
+    return model
 
 
 def normalizer(data: DataBundle, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
