@@ -1,0 +1,414 @@
+"""Tests of the verdict rules (biasvar.diagnose.verdict) and the target table (targets).
+
+Mock results.json mappings of known shape stand in for real runs, as scikit-learn tests its
+curve code with mock estimators: the rules must give the label the numbers imply.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from biasvar.diagnose.curvefit import fit_power_law, summarize
+from biasvar.diagnose.targets import KNOWN_TARGETS, target_error
+from biasvar.diagnose.verdict import LABELS, Thresholds, verdict
+from biasvar.errors import ConfigError
+
+
+def _split(error: float, n: int | None = None) -> dict:
+    m = {"error": error, "accuracy": 1 - error}
+    if n is not None:
+        m["n"] = n
+    return m
+
+
+def _results(train: float, val: float, test: float | None = None, target: float = 0.037,
+             **extra) -> dict:
+    ref = {"train": _split(train, 54000), "val": _split(val, 6000)}
+    if test is not None:
+        ref["test"] = _split(test, 10000)
+    return {"reference": ref, "target_error": {"value": target, "source": "benchmark"}, **extra}
+
+
+def _term(value: float, se: float = 0.001) -> dict:
+    return {"value": value, "ci95": [value - 2 * se, value + 2 * se], "se_models": se}
+
+
+def _decomposition(loss: float, bias: float, ens_error: float, *, ce_risk: float = 0.30,
+                   ce_var: float = 0.03, rounds: int = 8, se: float = 0.001) -> dict:
+    net = loss - bias
+    return {
+        "rounds": rounds, "sampling": "bootstrap", "n_train_per_model": [54000] * rounds,
+        "n_test": 10000, "label_noise": 0.0,
+        "zero_one": {"loss": _term(loss, se), "bias": _term(bias, se),
+                     "variance": _term(net * 1.5, se), "net_variance": _term(net, se)},
+        "cross_entropy": {"risk": _term(ce_risk, se), "bias": _term(ce_risk - ce_var, se),
+                          "variance": _term(ce_var, se), "variance_jackknife": _term(ce_var, se)},
+        "ensemble": {"error": ens_error, "cross_entropy": ce_risk - ce_var},
+    }
+
+
+def _learning_curve(a: float, b: float, c: float) -> dict:
+    sizes = np.array([3000, 6000, 12000, 24000, 54000])
+    err = a * sizes ** -b + c
+    return {"sizes": sizes.tolist(), "seeds": [0, 1],
+            "val_error": summarize(np.c_[err, err + 0.001]),
+            "power_law": fit_power_law(sizes, err + 0.0005)}
+
+
+def _numbers_in(obj) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, (int, float)):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers_in(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers_in(v)]
+    return []
+
+
+def _renderings(results: dict) -> set[str]:
+    """Every way the verdict may print a number of the input: percent with one decimal, 2-4
+    decimals, %g, thousands separators."""
+    out = set()
+    for x in _numbers_in(results):
+        out |= {f"{100 * x:.1f}", f"{x:.2f}", f"{x:.3f}", f"{x:.4f}", f"{x:g}"}
+        if float(x).is_integer():
+            out |= {f"{int(x):,}", str(int(x))}
+    return out
+
+
+# ----------------------------------------------------------------------------- one per label
+
+def test_high_bias():
+    v = verdict(_results(train=0.081, val=0.090))
+    assert v["label"] == "high_bias"
+    assert ("train error 8.1% vs target 3.7%: avoidable bias 4.4 points (above the 2.0-point "
+            "threshold)") in v["evidence"]
+    assert {r["addresses"] for r in v["remedies"]} == {"bias"}
+    assert v["remedies"][0]["name"] in ("wider_model", "train_longer")
+
+
+def test_high_variance():
+    v = verdict(_results(train=0.040, val=0.090, test=0.093))
+    assert v["label"] == "high_variance"
+    assert any("variance gap 5.0 points (above" in e for e in v["evidence"])
+    names = [r["name"] for r in v["remedies"]]
+    assert {"augmentation", "weight_decay", "dropout", "early_stopping", "more_data",
+            "ensemble"} <= set(names)
+    assert {r["addresses"] for r in v["remedies"]} == {"variance"}
+
+
+def test_both():
+    v = verdict(_results(train=0.080, val=0.130))
+    assert v["label"] == "both"
+    sides = {r["addresses"] for r in v["remedies"]}
+    assert sides == {"bias", "variance"}
+    # variance exceeds its threshold by more (5.0/2.0 vs 4.3/2.0): its remedies come first
+    assert v["remedies"][0]["addresses"] == "variance"
+
+
+def test_balanced_says_near_target():
+    v = verdict(_results(train=0.045, val=0.055))
+    assert v["label"] == "balanced"
+    assert any("near its target" in e for e in v["evidence"])
+    assert v["remedies"], "balanced still offers remedies"
+    assert all("near its target" in r["evidence"] for r in v["remedies"])
+
+
+def test_balanced_offers_more_data_when_curve_still_falling():
+    res = _results(train=0.045, val=0.055, learning_curve=_learning_curve(2.0, 0.5, 0.04))
+    v = verdict(res)
+    assert v["label"] == "balanced"
+    top = v["remedies"][0]
+    pl = res["learning_curve"]["power_law"]
+    assert top["name"] == "more_data"
+    assert top["predicted_gain"] == pytest.approx(pl["gain_2x"])
+    assert top["predicted_gain"] > Thresholds().min_gain
+
+
+def test_variance_share_alone_makes_high_variance():
+    # tiny train-validation gap, but 40 % of the 0-1 loss is net variance
+    res = _results(train=0.050, val=0.055, decomposition=_decomposition(0.10, 0.06, 0.09))
+    v = verdict(res)
+    assert v["label"] == "high_variance"
+    assert any("40.0% of the loss is variance" in e for e in v["evidence"])
+    assert any("variance share" in c for c in v["caveats"])
+
+
+def test_cross_entropy_share_alone_makes_high_variance():
+    res = _results(train=0.050, val=0.055,
+                   decomposition=_decomposition(0.10, 0.09, 0.099, ce_risk=0.30, ce_var=0.12))
+    assert verdict(res)["label"] == "high_variance"
+    res["decomposition"] = _decomposition(0.10, 0.09, 0.099, ce_risk=0.30, ce_var=0.06)
+    assert verdict(res)["label"] == "balanced"
+
+
+# ----------------------------------------------------------------------------- thresholds
+
+def test_threshold_override_changes_label_at_the_boundary():
+    res = _results(train=0.067, val=0.070)  # avoidable bias 3.0 points
+    assert verdict(res)["label"] == "high_bias"
+    assert verdict(res, Thresholds(bias_high=0.031))["label"] == "balanced"
+    assert verdict(res, Thresholds(bias_high=0.029))["label"] == "high_bias"
+    # variance gap 0.3 points: high only under a stricter threshold
+    assert verdict(res, Thresholds(variance_high=0.002))["label"] == "both"
+    out = verdict(res, Thresholds.from_dict({"bias_high": 0.05}))
+    assert out["thresholds"]["bias_high"] == 0.05 and out["label"] == "balanced"
+
+
+def test_thresholds_from_dict_unknown_key_suggests():
+    with pytest.raises(ConfigError, match=r"unknown threshold 'bias_hihg'.*Did you mean "
+                                          r"'bias_high'"):
+        Thresholds.from_dict({"bias_hihg": 0.1})
+
+
+@pytest.mark.parametrize("bad", [{"bias_high": -0.1}, {"variance_share_high": 0.0},
+                                 {"min_gain": float("nan")}, {"falling": "lots"},
+                                 {"variance_high": True}, {"bias_high": 2.0}])
+def test_thresholds_from_dict_bad_values(bad):
+    with pytest.raises(ConfigError, match=list(bad)[0]):
+        Thresholds.from_dict(bad)
+
+
+def test_thresholds_from_dict_accepts_dashes_and_strings():
+    th = Thresholds.from_dict({"variance-high": "0.05", "min_gain": 0})
+    assert th.variance_high == 0.05 and th.min_gain == 0.0
+    assert th.bias_high == Thresholds().bias_high
+    assert Thresholds.from_dict(None) == Thresholds()
+    assert set(th.to_dict()) == set(Thresholds().to_dict())
+
+
+# ----------------------------------------------------------------------------- remedies
+
+def test_measured_gain_ranks_first_and_in_order_of_gain():
+    # high bias (unmeasured remedies) + variance with a measured ensemble gain and data gain
+    res = _results(train=0.10, val=0.14, learning_curve=_learning_curve(2.0, 0.5, 0.05),
+                   decomposition=_decomposition(0.14, 0.11, 0.125))
+    v = verdict(res)
+    rem = v["remedies"]
+    assert [r["rank"] for r in rem] == list(range(1, len(rem) + 1))
+    ens_gain = 0.14 - 0.125  # 0-1 loss of a single model minus ensemble error
+    assert rem[0]["name"] == "ensemble"
+    assert rem[0]["predicted_gain"] == pytest.approx(ens_gain)
+    assert rem[1]["name"] == "more_data"
+    assert rem[1]["predicted_gain"] == pytest.approx(res["learning_curve"]["power_law"]["gain_2x"])
+    assert rem[1]["predicted_gain"] < ens_gain
+    assert all(r["predicted_gain"] is None for r in rem[2:])
+    assert "0.030 nats" in rem[0]["evidence"]  # the CE variance term, the predicted CE gain
+
+
+def test_negligible_measured_gain_ranks_last():
+    # learning curve flat: more data predicted to gain ~0 → after the unmeasured remedies
+    res = _results(train=0.04, val=0.09, learning_curve=_learning_curve(0.001, 0.5, 0.088))
+    rem = verdict(res)["remedies"]
+    assert rem[-1]["name"] == "more_data"
+    assert rem[-1]["predicted_gain"] < Thresholds().min_gain
+    assert any("flat" in e for e in verdict(res)["evidence"])
+
+
+def test_train_longer_first_when_loss_still_falling():
+    falling = [{"epoch": i + 1, "train_loss": 0.8 * 0.85 ** i} for i in range(10)]
+    flat = [{"epoch": i + 1, "train_loss": 0.3} for i in range(10)]
+    res = _results(train=0.09, val=0.10, config={"epochs": 10, "lr": 0.002, "width": 32})
+    res["reference"]["history"] = falling
+    rem = verdict(res)["remedies"]
+    assert rem[0]["name"] == "train_longer"
+    assert rem[0]["action"] == "--epochs 20 and --lr 0.004"
+    res["reference"]["history"] = flat
+    v = verdict(res)
+    assert "train_longer" not in [r["name"] for r in v["remedies"]]
+    assert v["remedies"][0] == {**v["remedies"][0], "name": "wider_model", "action": "--width 64"}
+    assert any("capacity-limited" in e for e in v["evidence"])
+
+
+def test_falling_threshold_is_applied_to_the_history():
+    hist = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate([1, 1, 1, .95, .95, .95])]
+    res = _results(train=0.09, val=0.10)
+    res["reference"]["history"] = hist
+    names = lambda th: [r["name"] for r in verdict(res, th)["remedies"]]  # noqa: E731
+    assert "train_longer" in names(Thresholds(falling=0.04))
+    assert "train_longer" not in names(Thresholds(falling=0.06))
+
+
+def test_less_regularization_only_when_config_regularises():
+    res = _results(train=0.09, val=0.10)
+    assert "less_regularization" not in [r["name"] for r in verdict(res)["remedies"]]
+    res["config"] = {"weight_decay": 0.005, "dropout": 0.3}
+    rem = {r["name"]: r for r in verdict(res)["remedies"]}
+    assert rem["less_regularization"]["action"] == "--weight-decay 0.0005 --dropout 0"
+    assert "weight_decay 0.005" in rem["less_regularization"]["evidence"]
+
+
+@pytest.mark.parametrize("val_errors,ref,expect_name,expect_side", [
+    ([0.12, 0.10, 0.09], 32, "wider_model", "bias"),       # best at 64 > 32: more capacity
+    ([0.08, 0.10, 0.12], 32, "narrower_model", "variance"),  # best at 16 < 32: less
+])
+def test_complexity_curve_direction(val_errors, ref, expect_name, expect_side):
+    values = [16, 32, 64]
+    best = values[int(np.argmin(val_errors))]
+    res = _results(train=0.04, val=0.10, config={"width": ref},
+                   complexity_curve={"param": "width", "values": values,
+                                     "train_error": summarize(np.array([[.06], [.04], [.02]])),
+                                     "val_error": summarize(np.array(val_errors)[:, None]),
+                                     "best_value": best})
+    v = verdict(res)
+    rem = {r["name"]: r for r in v["remedies"]}
+    assert rem[expect_name]["addresses"] == expect_side
+    assert rem[expect_name]["action"] == f"--width {best}"
+    assert rem[expect_name]["predicted_gain"] == pytest.approx(0.10 - min(val_errors))
+    assert v["remedies"][0]["name"] == expect_name  # the only measured gain
+    assert any("chosen on validation" in c for c in v["caveats"])
+
+
+def test_complexity_curve_reference_value_and_regularisation_direction():
+    # weight decay lower than the reference's is best: less regularisation, addressing bias
+    cc = {"param": "weight_decay", "values": [0.0, 0.0005, 0.005], "reference_value": 0.005,
+          "train_error": summarize(np.array([[.02], [.03], [.06]])),
+          "val_error": summarize(np.array([[.09], [.085], [.10]])), "best_value": 0.0005}
+    v = verdict(_results(train=0.06, val=0.10, complexity_curve=cc))
+    rem = {r["name"]: r for r in v["remedies"]}
+    assert rem["less_regularization"]["addresses"] == "bias"
+    assert rem["less_regularization"]["action"] == "--weight-decay 0.0005"
+    assert rem["less_regularization"]["predicted_gain"] == pytest.approx(0.015)
+
+
+def test_complexity_curve_unknown_param_takes_side_from_train_error():
+    cc = {"param": "batch_size", "values": [32, 128], "reference_value": 128,
+          "train_error": summarize(np.array([[.03], [.05]])),
+          "val_error": summarize(np.array([[.08], [.09]])), "best_value": 32}
+    rem = {r["name"]: r for r in verdict(_results(train=0.05, val=0.09,
+                                                  complexity_curve=cc))["remedies"]}
+    assert rem["set_batch_size"]["addresses"] == "bias"  # lower train error: more capacity
+    assert rem["set_batch_size"]["action"] == "--batch-size 32"
+
+
+def test_complexity_curve_without_reference_value_uses_the_edge():
+    res = _results(train=0.09, val=0.10,
+                   complexity_curve={"param": "depth", "values": [1, 2, 3],
+                                     "val_error": summarize(np.array([[.12], [.11], [.10]])),
+                                     "best_value": 3})
+    rem = {r["name"]: r for r in verdict(res)["remedies"]}
+    assert rem["deeper_model"]["action"] == "--depth 3"
+    assert rem["deeper_model"]["predicted_gain"] is None
+
+
+# ----------------------------------------------------------------------------- evidence
+
+def _full_results() -> dict:
+    res = _results(train=0.081, val=0.121, test=0.125,
+                   learning_curve=_learning_curve(2.0, 0.5, 0.06),
+                   decomposition=_decomposition(0.125, 0.09, 0.105, se=0.02, rounds=3),
+                   config={"width": 32, "depth": 2, "epochs": 10, "lr": 0.002,
+                           "weight_decay": 0.0005, "dropout": 0.1, "augment": "none"})
+    res["reference"]["history"] = [{"epoch": i + 1, "train_loss": 0.9 * 0.9 ** i}
+                                   for i in range(10)]
+    res["complexity_curve"] = {"param": "width", "values": [16, 32, 64],
+                               "train_error": summarize(np.array([[.1], [.081], [.06]])),
+                               "val_error": summarize(np.array([[.13], [.121], [.11]])),
+                               "best_value": 64}
+    return res
+
+
+def test_every_evidence_string_cites_a_number_of_the_input():
+    res = _full_results()
+    v = verdict(res)
+    known = _renderings(res)
+    strings = v["evidence"] + [r["evidence"] for r in v["remedies"]]
+    assert len(v["evidence"]) >= 7
+    for s in strings:
+        cited = re.findall(r"\d[\d,]*(?:\.\d+)?", s)
+        assert any(c in known for c in cited), f"no input number cited in: {s!r}"
+
+
+def test_caveats_name_what_cannot_be_separated():
+    v = verdict(_full_results())
+    text = " ".join(v["caveats"])
+    assert "label noise" in text and "Bayes" in text
+    assert "optimistic" in text and "12.5%" in text          # test error as the honest number
+    assert "3 rounds" in text and "standard error" in text   # se_models large vs the term
+    few = _results(train=0.05, val=0.09,
+                   learning_curve={"sizes": [1000, 2000, 4000], "seeds": [0],
+                                   "val_error": summarize(np.array([[.2], [.15], [.12]])),
+                                   "power_law": fit_power_law([1000, 2000, 4000],
+                                                              [.2, .15, .12])})
+    text = " ".join(verdict(few)["caveats"])
+    assert "only 3 sizes" in text and "one seed" in text
+    bad = _results(train=0.05, val=0.09, learning_curve={
+        "sizes": [1000, 2000], "power_law": fit_power_law([1000, 2000], [.2, .15])})
+    assert any("no usable power-law fit" in c for c in verdict(bad)["caveats"])
+
+
+def test_verdict_is_json_serialisable_and_has_schema_keys():
+    v = verdict(_full_results())
+    json.dumps(v, allow_nan=False)
+    assert set(v) == {"label", "evidence", "caveats", "remedies", "thresholds"}
+    assert v["label"] in LABELS
+    for r in v["remedies"]:
+        assert set(r) == {"rank", "name", "action", "addresses", "evidence", "predicted_gain"}
+        assert r["addresses"] in ("bias", "variance") and r["action"]
+        assert r["predicted_gain"] is None or isinstance(r["predicted_gain"], float)
+
+
+# ----------------------------------------------------------------------------- robustness
+
+def test_minimal_results_do_not_crash():
+    res = {"reference": {"train": {"error": 0.081}, "val": {"error": 0.09},
+                         "test": {"error": 0.095}},
+           "target_error": {"value": 0.037, "source": "x"}}
+    v = verdict(res)
+    assert v["label"] == "high_bias"
+    json.dumps(v, allow_nan=False)
+
+
+@pytest.mark.parametrize("res", [
+    {},
+    {"reference": {}},
+    {"reference": {"train": {"accuracy": 0.9}}, "target_error": 0.05},
+    {"reference": None, "target_error": None, "learning_curve": None, "decomposition": None},
+    {"reference": {"train": {"error": None}, "val": {"error": "n/a"}, "history": "bad"},
+     "learning_curve": {"sizes": [1, None], "power_law": {"ok": True, "gain_2x": None}},
+     "complexity_curve": {"param": "width", "values": [1, 2], "val_error": {"mean": [None, 0.1]}},
+     "decomposition": {"rounds": 2, "zero_one": {"loss": {"value": 0.0}}}},
+    {"avoidable_bias": 0.05, "variance_gap": 0.01},
+])
+def test_missing_or_odd_keys_never_crash(res):
+    v = verdict(res)
+    assert v["label"] in LABELS
+    json.dumps(v, allow_nan=False)
+
+
+def test_stored_keys_are_used_when_reference_is_missing():
+    v = verdict({"avoidable_bias": 0.05, "variance_gap": 0.03,
+                 "train_loss_still_falling": {"value": True, "relative_drop": 0.1,
+                                              "evidence": "loss fell 10.0%"}})
+    assert v["label"] == "both"
+    assert "train_longer" in [r["name"] for r in v["remedies"]]
+
+
+# ----------------------------------------------------------------------------- targets
+
+def test_targets_table():
+    assert target_error("fashion-mnist")["value"] == pytest.approx(1 - 0.963)
+    assert target_error("Fashion_MNIST")["value"] == 0.037
+    assert target_error("mnist")["value"] == pytest.approx(0.0021)
+    assert 0 < target_error("cifar10")["value"] < 0.07
+    assert "estimate" in target_error("digits")["source"]
+    for name, (value, source) in KNOWN_TARGETS.items():
+        assert 0 <= value < 1 and len(source) > 20, name
+
+
+def test_target_override_and_errors():
+    out = target_error("imagefolder:/data/cats", override=0.05)
+    assert out["value"] == 0.05 and "--target-error" in out["source"]
+    assert "3.70%" in target_error("fashion-mnist", override=0.02)["source"]
+    with pytest.raises(ConfigError, match="--target-error"):
+        target_error("imagefolder:/data/cats")
+    with pytest.raises(ConfigError, match="Did you mean 'cifar10'"):
+        target_error("cifar100")
+    for bad in (1.0, -0.1, float("nan"), "0.1", True):
+        with pytest.raises(ConfigError, match="target_error"):
+            target_error("mnist", override=bad)
