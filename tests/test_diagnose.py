@@ -1,0 +1,199 @@
+"""The bias–variance engine end to end on digits: fit jobs, curves, decomposition, diagnose."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biasvar import ExperimentConfig, load_data
+from biasvar.diagnose.analyses import (decomposition, decomposition_jobs, learning_curve,
+                                       nested_order)
+from biasvar.diagnose.jobs import FitJob, JobRunner, JobStore, ProcessExecutor
+
+from .conftest import run_cli
+
+FAST = dict(dataset="digits", precision="fp32", channels_last="off", threads=1)
+CLI_FAST = ["--dataset", "digits", "--precision", "fp32", "--channels-last", "off",
+            "--threads", "1", "--no-progress", "--no-report"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(ExperimentConfig(dataset="digits"))
+
+
+def test_nested_order_prefixes_are_nested_and_stratified():
+    y = np.repeat(np.arange(5), [100, 200, 300, 50, 350])
+    order = nested_order(y, 0)
+    assert sorted(order.tolist()) == list(range(len(y)))
+    for k in (50, 100, 400):
+        counts = np.bincount(y[order[:k]], minlength=5)
+        np.testing.assert_allclose(counts / k, np.bincount(y) / len(y), atol=1.5 / k + 0.01)
+
+
+def test_job_keys_are_deterministic_and_reflect_the_spec():
+    cfg = ExperimentConfig(**FAST)
+    a = FitJob(cfg, 0, np.array([3, 1, 2]))
+    assert a.key == FitJob(cfg, 0, np.array([1, 2, 3])).key  # row order is canonical
+    assert a.key == FitJob(ExperimentConfig(**{**FAST, "threads": 2}), 0, [1, 2, 3]).key
+    assert a.key != FitJob(cfg, 1, [1, 2, 3]).key
+    assert a.key != FitJob(cfg, 0, [1, 2, 2]).key
+    assert a.key != FitJob(ExperimentConfig(**{**FAST, "width": 8}), 0, [1, 2, 3]).key
+
+
+def test_runner_reuses_stored_jobs(digits, tmp_path):
+    cfg = ExperimentConfig(**FAST, model="mlp", width=16, epochs=2)
+    store = JobStore(tmp_path)
+    jobs = decomposition_jobs(cfg, digits, rounds=3, sampling="bootstrap")
+    first = JobRunner(store, digits)
+    r1 = first.run(jobs)
+    assert first.counts() == {"planned": 3, "trained": 3, "reused": 0}
+    again = JobRunner(store, digits)
+    r2 = again.run(jobs + jobs[:1])  # a duplicate is planned once
+    assert again.counts() == {"planned": 3, "trained": 0, "reused": 3}
+    for a, b in zip(r1, r2):
+        np.testing.assert_array_equal(a.test_log_probs, b.test_log_probs)
+
+
+def test_process_executor_matches_serial(digits, tmp_path):
+    cfg = ExperimentConfig(**FAST, model="mlp", width=16, epochs=2)
+    jobs = decomposition_jobs(cfg, digits, rounds=2, sampling="subsample")
+    serial = JobRunner(JobStore(tmp_path / "a"), digits).run(jobs)
+    procs = JobRunner(JobStore(tmp_path / "b"), digits, ProcessExecutor(2, threads=1)).run(jobs)
+    for a, b in zip(serial, procs):
+        np.testing.assert_allclose(a.test_log_probs, b.test_log_probs, rtol=1e-5, atol=1e-6)
+
+
+def test_bias_falls_with_width_by_more_than_its_interval(digits, tmp_path):
+    runner = JobRunner(JobStore(tmp_path), digits)
+    terms = {}
+    for w in (2, 8, 64):
+        cfg = ExperimentConfig(**FAST, model="mlp", width=w, depth=1, epochs=8, lr=3e-3)
+        terms[w] = decomposition(runner, cfg, digits, rounds=3, sampling="bootstrap",
+                                 n_boot=300)["zero_one"]["bias"]
+    lo2, _ = terms[2]["ci95"]
+    _, hi64 = terms[64]["ci95"]
+    assert terms[2]["value"] > terms[8]["value"] > terms[64]["value"]
+    assert lo2 > hi64, terms  # the drop is larger than both intervals
+
+
+def test_learning_curve_error_falls_with_size(digits, tmp_path):
+    cfg = ExperimentConfig(**FAST, model="mlp", width=32, epochs=5)
+    lc = learning_curve(JobRunner(JobStore(tmp_path), digits), cfg, digits,
+                        sizes=[100, 300, 1294], seeds=[0, 1])
+    val = lc["val_error"]["mean"]
+    assert val[0] > val[-1] and len(lc["val_error"]["values"][0]) == 2
+    assert lc["power_law"]["n_max"] == 1294
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _comparable(obj):
+    """results.json without what legitimately differs between runs: fit counts, environment,
+    and wall-clock seconds."""
+    if isinstance(obj, dict):
+        return {k: _comparable(v) for k, v in obj.items()
+                if k not in ("fits", "environment", "timing", "seconds")}
+    if isinstance(obj, list):
+        return [_comparable(v) for v in obj]
+    return obj
+
+
+def test_diagnose_sigkill_then_rerun_trains_only_the_missing_fits(tmp_path):
+    args = ["diagnose", *CLI_FAST, "--model", "mlp", "--width", "32", "--epochs", "3"]
+    full = tmp_path / "full"
+    r = run_cli(*args, "--out", str(full))
+    assert r.returncode == 0, r.stderr
+    whole = _read(full / "results.json")
+    planned = whole["fits"]["planned"]
+    assert whole["fits"] == {"planned": planned, "trained": planned, "reused": 0}
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "biasvar.cli", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(killed.glob("fits/*/result.json"))) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(list(killed.glob("fits/*/result.json")))
+    assert 4 <= done_at_kill < planned and not (killed / "results.json").exists()
+
+    r = run_cli(*args, "--out", str(killed))
+    assert r.returncode == 0, r.stderr
+    rerun = _read(killed / "results.json")
+    assert rerun["fits"] == {"planned": planned, "trained": planned - done_at_kill,
+                             "reused": done_at_kill}
+    assert _comparable(rerun) == _comparable(whole)
+
+
+def test_diagnose_results_contract(tmp_path):
+    r = run_cli("diagnose", *CLI_FAST, "--model", "mlp", "--width", "32", "--epochs", "2",
+                "--rounds", "3", "--out", str(tmp_path / "d"))
+    assert r.returncode == 0, r.stderr
+    res = _read(tmp_path / "d" / "results.json")
+    for k in ("reference", "target_error", "avoidable_bias", "variance_gap", "learning_curve",
+              "decomposition", "verdict", "fits"):
+        assert k in res
+    dec = res["decomposition"]
+    assert dec["rounds"] == 3 and dec["sampling"] == "bootstrap"
+    assert len(dec["n_train_per_model"]) == 3
+    assert set(dec["zero_one"]) == {"loss", "bias", "variance", "net_variance"}
+    assert set(dec["mse"]) == {"risk", "bias2", "variance"}
+    assert set(dec["cross_entropy"]) == {"risk", "bias", "variance", "variance_jackknife"}
+    z = dec["zero_one"]
+    assert z["loss"]["value"] == pytest.approx(z["bias"]["value"] + z["net_variance"]["value"])
+    ref = res["reference"]
+    assert res["avoidable_bias"] == pytest.approx(ref["train"]["error"]
+                                                  - res["target_error"]["value"])
+    assert res["verdict"]["label"] in ("high_bias", "high_variance", "both", "balanced")
+    assert "Verdict:" in r.stdout and "Remedies" in r.stdout
+
+
+def test_dry_run_plans_without_training(tmp_path):
+    r = run_cli("diagnose", *CLI_FAST, "--model", "mlp", "--dry-run", "--out", str(tmp_path / "d"))
+    assert r.returncode == 0, r.stderr
+    assert "fits planned" in r.stdout and "estimated" in r.stdout
+    assert "decomposition bootstrap 4/4" in r.stdout
+    assert not (tmp_path / "d").exists()
+
+
+def test_from_predictions(tmp_path):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 40, 4))
+    lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.savez(tmp_path / "p.npz", log_probs=lp.astype(np.float32), labels=rng.integers(0, 4, 40))
+    r = run_cli("decompose", "--from-predictions", str(tmp_path / "p.npz"), "--no-report",
+                "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert _read(tmp_path / "o" / "results.json")["decomposition"]["rounds"] == 3
+
+
+@pytest.mark.parametrize("args,words", [
+    (["decompose", "--rounds", "1"], ["rounds", "1", "at least 2"]),
+    (["curve", "learning", "--sizes", "5000"], ["sizes", "5000", "larger than the training set"]),
+    (["curve", "learning", "--sizes", "8,100"], ["without any example"]),
+    (["curve", "complexity", "--param", "widht", "--values", "2,4"], ["param", "'width'"]),
+    (["curve", "complexity", "--param", "width", "--values", "2,abc"], ["width", "abc"]),
+])
+def test_bad_input_clear_messages(tmp_path, args, words):
+    r = run_cli(*args, *CLI_FAST, "--model", "mlp", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+def test_malformed_predictions_file(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    r = run_cli("decompose", "--from-predictions", str(tmp_path / "bad.npz"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "bad.npz" in r.stderr
