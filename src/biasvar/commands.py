@@ -115,6 +115,7 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
     from .rundir import default_run_dir, prepare_run_dir, save_splits, write_config, write_env
     from .train import evaluate, fit, most_confidently_wrong
     from .train._callbacks import Callback
+    from .train._fit import preflight
 
     cfg = resolve(cfg)
     run_dir = Path(out) if out else default_run_dir("train", cfg)
@@ -124,6 +125,7 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
         raise CheckpointError(f"--resume: no last.pt in {run_dir}; nothing to resume. Run "
                               "without --resume to start training.")
     data = load_data(cfg)  # fails early, before anything is written
+    preflight(cfg, data)
     run_dir = prepare_run_dir(run_dir, fresh=fresh)
     if (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file() and not resume:
         print(f"{run_dir}: already trained with this configuration (use --fresh to retrain).")
@@ -135,11 +137,13 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
     print(data.summary())
     for note in data.notes:
         print(note)
-    write_config(run_dir, cfg)
-    save_splits(run_dir, data.indices)
 
-    class _Env(Callback):  # env.json as soon as the precision has been chosen
+    class _Env(Callback):
+        # written once a resumed checkpoint has been checked and the precision chosen, so a
+        # refused --resume leaves the run directory as it was
         def on_fit_start(self, trainer: Any, **kw: Any) -> None:
+            write_config(run_dir, cfg)
+            save_splits(run_dir, data.indices)
             write_env(run_dir, seed=trainer.seed, device=str(trainer.device),
                       precision=trainer.precision)
 

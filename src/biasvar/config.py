@@ -82,7 +82,7 @@ class ExperimentConfig:
                                group="model")
     freeze_backbone: bool = _opt(False, "train only the classification head", group="model")
     # --- training ---------------------------------------------------------------------------
-    optimizer: str = _opt("adam", "sgd, adam or adamw")
+    optimizer: str = _opt("adam", "sgd, adam or adamw", choices=("sgd", "adam", "adamw"))
     lr: float | None = _opt(None, "peak learning rate", lo=0.0, hi=10.0, lo_open=True)
     momentum: float = _opt(0.9, "SGD momentum (Nesterov)", lo=0.0, hi=0.999)
     weight_decay: float = _opt(0.0, "L2 weight decay (decoupled for adamw)", lo=0.0, hi=1.0)

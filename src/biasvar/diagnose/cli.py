@@ -162,6 +162,9 @@ class _Session:
         self.command, self.args = command, args
         cfg = resolve(cfg)
         self.data = load_data(cfg)
+        from ..train._fit import preflight
+
+        preflight(cfg, self.data)
         self.run_dir = Path(args.out) if args.out else default_run_dir(command, cfg, extra=extra_key)
         # concrete precision for every job, so the jobs' keys and results do not depend on a
         # timing that could choose differently next time
@@ -203,7 +206,7 @@ class _Session:
         from ..train._callbacks import Progress
         from .jobs import estimate_seconds, plan_summary, result_steps
 
-        unique = list({j.key: j for j in jobs}.values())
+        unique = _dedupe(jobs)
         todo = [j for j in unique if not self.store.done(j)]
         est = estimate_seconds(todo, self.data, self.seconds_per_image())
         print(f"{self.data.summary()}\nrun directory: {self.run_dir}\n"
@@ -235,6 +238,20 @@ class _Session:
                                          precision=self.precision)
         out["timing"] = {"seconds": round(time.perf_counter() - self.t0, 1)}
         return out
+
+
+def _dedupe(jobs: list) -> list:
+    """One job per key, in first-asked order; a job shared by analyses lists every use."""
+    from dataclasses import replace as _replace
+
+    out: dict[str, Any] = {}
+    for j in jobs:
+        if j.key in out:
+            if j.tag and j.tag not in out[j.key].tag:
+                out[j.key] = _replace(out[j.key], tag=f"{out[j.key].tag}; {j.tag}")
+        else:
+            out[j.key] = j
+    return list(out.values())
 
 
 def _plain_config(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from ..models import create_model, is_conv
 from ._callbacks import Callback, EarlyStopping, Progress, TensorBoardLogger, TqdmProgress
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
-__all__ = ["fit", "FitResult", "Trainer", "build_model", "CHECKPOINT_FORMAT", "load_checkpoint",
+__all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "CHECKPOINT_FORMAT", "load_checkpoint",
            "normalizer", "HISTORY_COLUMNS"]
 
 CHECKPOINT_FORMAT = "biasvar-checkpoint"
@@ -71,6 +71,12 @@ def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
         if cfg.freeze_backbone:
             freeze_backbone(model)
     return model
+
+
+def preflight(cfg: ExperimentConfig, data: DataBundle) -> None:
+    """Fail on a bad model, augmentation or optimizer before anything is written."""
+    get_augment(cfg.augment)
+    _make_optimizer(cfg, build_model(cfg, data))
 
 
 def normalizer(data: DataBundle, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
