@@ -197,3 +197,14 @@ def test_malformed_predictions_file(tmp_path):
     r = run_cli("decompose", "--from-predictions", str(tmp_path / "bad.npz"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "bad.npz" in r.stderr
+
+
+def test_label_noise_raises_the_loss_and_the_bias(digits, tmp_path):
+    runner = JobRunner(JobStore(tmp_path), digits)
+    cfg = ExperimentConfig(**FAST, model="mlp", width=32, epochs=4)
+    clean = decomposition(runner, cfg, digits, rounds=2, sampling="bootstrap", n_boot=100)
+    noisy = decomposition(runner, cfg, digits, rounds=2, sampling="bootstrap", n_boot=100,
+                          label_noise=0.4)
+    assert noisy["label_noise"] == 0.4
+    assert noisy["cross_entropy"]["risk"]["value"] > clean["cross_entropy"]["risk"]["value"]
+    assert noisy["zero_one"]["loss"]["value"] > clean["zero_one"]["loss"]["value"]

@@ -8,7 +8,8 @@
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,13 +23,16 @@ from ._types import DataBundle, ImageData
 __all__ = ["load_data", "build_bundle", "list_datasets", "ImageData", "DataBundle",
            "DatasetInfo", "register_source", "stratified_split", "stratified_subset", "read_idx"]
 
-#: "prefix:" → loader(spec, cfg) -> (training pool, test or None), for user data (imagefolder:, csv:)
-_SOURCES: dict[str, Callable[[str, ExperimentConfig], tuple[ImageData, ImageData | None]]] = {}
+#: "prefix:" → loader(spec, cfg) -> (training pool, test or None[, notes]), for user data
+#: (imagefolder:, csv:)
+_SOURCES: dict[str, Callable[[str, ExperimentConfig], tuple]] = {}
 
 
-def register_source(prefix: str, loader: Callable[[str, ExperimentConfig],
-                                                  tuple[ImageData, ImageData | None]]) -> None:
-    """Register a loader for datasets written ``prefix:SPEC`` (e.g. ``imagefolder:PATH``)."""
+def register_source(prefix: str, loader: Callable[[str, ExperimentConfig], tuple]) -> None:
+    """Register a loader for datasets written ``prefix:SPEC`` (e.g. ``imagefolder:PATH``).
+
+    The loader returns ``(training pool, test split or None)``, optionally followed by a list of
+    notes for the user (files skipped, sizes chosen), which end up in ``DataBundle.notes``."""
     _SOURCES[prefix] = loader
 
 
@@ -36,27 +40,51 @@ def list_datasets() -> list[DatasetInfo]:
     return [BUILTIN.get(n) for n in BUILTIN.names()]
 
 
-def _load_pools(cfg: ExperimentConfig) -> tuple[ImageData, ImageData | None]:
+def _load_pools(cfg: ExperimentConfig) -> tuple[ImageData, ImageData | None, list[str]]:
     name = cfg.dataset
     if ":" in name:
         prefix, spec = name.split(":", 1)
         if prefix not in _SOURCES:
             raise unknown_name("dataset", name, [f"{p}:PATH" for p in _SOURCES] + BUILTIN.names())
-        return _SOURCES[prefix](spec, cfg)
+        out = _SOURCES[prefix](spec, cfg)
+        return out[0], out[1], list(out[2]) if len(out) > 2 else []
     if name not in BUILTIN:
         raise unknown_name("dataset", name, BUILTIN.names() + [f"{p}:PATH" for p in _SOURCES])
     root = check_root(cfg.data_root)
-    return BUILTIN.get(name).loader(root, cfg.download)
+    return (*BUILTIN.get(name).loader(root, cfg.download), [])
 
 
-def load_data(cfg: ExperimentConfig) -> DataBundle:
-    """Load ``cfg.dataset`` and split it as the config says (see :func:`build_bundle`)."""
-    pool, test = _load_pools(cfg)
-    return build_bundle(cfg.dataset, pool, test, cfg)
+def load_data(cfg: ExperimentConfig, *, source: Any = None, test_source: Any = None,
+              classes: Sequence[str] | None = None) -> DataBundle:
+    """Load ``cfg.dataset`` and split it as the config says (see :func:`build_bundle`).
+
+    Python API for any data: ``source`` is a ``torch.utils.data.Dataset`` (or any sequence or
+    iterable) of ``(image, label)`` pairs — PIL images, tensors (C, H, W) / (H, W) or numpy
+    arrays; labels class numbers or names — decoded once into uint8 like the built-ins, at
+    ``cfg.image_size`` / ``cfg.channels``. ``test_source`` is its test split (else one is
+    carved out with ``test_fraction``); ``classes`` names the classes (else the dataset's
+    ``.classes``, or the labels). ``cfg.dataset`` is then ignored.
+
+    >>> import torch
+    >>> from biasvar import ExperimentConfig
+    >>> pairs = [(torch.full((1, 8, 8), 40 * (i % 2), dtype=torch.uint8), i % 2) for i in range(40)]
+    >>> load_data(ExperimentConfig(), source=pairs, classes=["dark", "light"]).summary()
+    'list: 29 train / 3 val / 8 test images, 1x8x8, 2 classes'
+    """
+    if source is not None:
+        from ._custom import load_source
+
+        pool, test, notes = load_source(source, cfg, test_source=test_source, classes=classes)
+        return build_bundle(type(source).__name__, pool, test, cfg, notes=notes)
+    if test_source is not None or classes is not None:
+        raise DataError("load_data: test_source and classes go with source=...; for "
+                        f"{cfg.dataset!r} leave them out.")
+    pool, test, notes = _load_pools(cfg)
+    return build_bundle(cfg.dataset, pool, test, cfg, notes=notes)
 
 
 def build_bundle(name: str, pool: ImageData, test: ImageData | None,
-                 cfg: ExperimentConfig) -> DataBundle:
+                 cfg: ExperimentConfig, *, notes: Sequence[str] = ()) -> DataBundle:
     """Split a training pool (and test set, or carve one out) into a :class:`DataBundle`.
 
     Without its own test split, ``test_fraction`` of the pool becomes the test set (stratified,
@@ -92,7 +120,7 @@ def build_bundle(name: str, pool: ImageData, test: ImageData | None,
                         f"images are {tuple(train.x.shape[1:])}.")
     mean, std = channel_stats(train.x)
     return DataBundle(name=name, train=train, val=val, test=test, classes=list(pool.classes),
-                      mean=mean, std=std, indices=indices)
+                      mean=mean, std=std, indices=indices, notes=list(notes))
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -109,3 +137,13 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     mean = s1 / n
     std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
     return tuple(float(v) for v in mean), tuple(max(float(v), 1e-3) for v in std)
+
+
+def _register_custom_sources() -> None:
+    from ._custom import load_csv, load_imagefolder
+
+    register_source("imagefolder", load_imagefolder)
+    register_source("csv", load_csv)
+
+
+_register_custom_sources()

@@ -499,6 +499,8 @@ def _print_verdict(results: dict) -> None:
         _print_decomposition(results["decomposition"])
     _print_curve({k: v for k, v in results.items() if k != "verdict"})
     _print_verdict_only(results)
+    if results.get("profile_note"):
+        print(f"  note: {results['profile_note']}")
     f = results["fits"]
     print(f"\nfits: {f['planned']} planned, {f['trained']} trained, {f['reused']} reused; "
           f"{results['timing']['seconds']:.0f} s")

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import ModelError, unknown_name
 from ..registry import Registry
+from ._resnet import resnet18, resnet34
 from ._simple import CNN, MLP, Linear
 
 __all__ = ["create_model", "list_models", "register_model", "MODELS", "ModelInfo", "count_params"]
@@ -46,6 +47,20 @@ register_model("linear", Linear, "multinomial logistic regression on pixels",
                uses_width=False, uses_depth=False)
 register_model("mlp", MLP, "fully connected: depth hidden layers of width units")
 register_model("cnn", CNN, "depth conv stages (width, 2·width, ...) + fc(4·width)", conv=True)
+register_model("resnet18", resnet18, "torchvision ResNet-18 for this input: depth stages of 2 "
+               "blocks, width·2^i channels; 3x3 stem without max-pool up to 64 px", conv=True)
+register_model("resnet34", resnet34, "torchvision ResNet-34 for this input: stages of 3, 4, 6, 3 "
+               "blocks, width·2^i channels; 3x3 stem without max-pool up to 64 px", conv=True)
+
+
+def _install_external_resolver() -> None:
+    from ._external import resolve_factory
+
+    if resolve_factory not in _EXTERNAL_RESOLVER:
+        _EXTERNAL_RESOLVER.append(resolve_factory)
+
+
+_install_external_resolver()
 
 
 def count_params(model: nn.Module) -> int:
