@@ -367,3 +367,19 @@ def test_warp_has_zero_padding():
     y = _affine(x, 0.0, tx=0.5)     # half the image moves out, zeros come in on the left
     assert torch.equal(y[..., :4], torch.zeros(1, 1, 8, 4))
     torch.testing.assert_close(y[..., 4:], torch.ones(1, 1, 8, 4), atol=1e-5, rtol=0)
+
+
+def test_parse_augment_presets_and_knobs():
+    from biasvar.data.augment import PRESETS, parse_augment
+
+    assert parse_augment("standard") == PRESETS["standard"]
+    a = parse_augment("standard,hflip=0")
+    assert a.hflip == 0.0 and a.rotation == PRESETS["standard"].rotation
+    b = parse_augment("rotation=15, crop_padding=2")
+    assert b.rotation == 15.0 and b.crop_padding == 2 and b.hflip == 0.0
+    for bad, words in (("standrd", "Did you mean 'standard'"), ("standard,hflp=0", "hflip"),
+                       ("rotation=abc", "not a number"), ("light,strong", "neither a preset")):
+        with pytest.raises(ConfigError, match=words):
+            parse_augment(bad)
+    with pytest.raises(ConfigError, match="rotation"):
+        parse_augment("rotation=500")

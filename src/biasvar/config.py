@@ -59,8 +59,9 @@ class ExperimentConfig:
                                     "None = all", lo=1, group="data")
     test_subset: int | None = _opt(None, "score only this many test images (stratified); "
                                    "None = all", lo=1, group="data")
-    augment: str = _opt("none", "augmentation preset: none, light, standard, strong",
-                        group="data")
+    augment: str = _opt("none", "augmentation: a preset (none, light, standard, strong), knobs "
+                        "(hflip, rotation, translate, scale, brightness, contrast, crop_padding, "
+                        "erasing), or both: 'standard,hflip=0'", group="data")
     augment_strength: float = _opt(1.0, "multiplies every strength of the augmentation preset",
                                    lo=0.0, hi=10.0, group="data")
     image_size: int | None = _opt(None, "resize custom images to this many pixels a side",

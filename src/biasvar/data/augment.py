@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, suggest, unknown_name
 
-__all__ = ["Augment", "PRESETS", "get_augment"]
+__all__ = ["parse_augment", "Augment", "PRESETS", "get_augment"]
 
 #: allowed range of every field, and its unit / meaning (used in error messages)
 _RANGES: dict[str, tuple[float, float, str]] = {
@@ -317,6 +317,29 @@ PRESETS: dict[str, Augment] = {
     "strong": Augment(hflip=0.5, rotation=20.0, translate=0.15, scale=0.15, brightness=0.4,
                       contrast=0.4, erasing=0.5),
 }
+
+
+def parse_augment(spec: str) -> Augment:
+    """An augmentation from the ``--augment`` text: a preset name, knobs, or both, e.g.
+    ``standard``, ``standard,hflip=0`` (a preset with one knob changed) or
+    ``rotation=15,translate=0.1`` (knobs on top of ``none``)."""
+    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+    preset = "none"
+    if parts and "=" not in parts[0]:
+        preset, parts = parts[0], parts[1:]
+    overrides: dict[str, float] = {}
+    for p in parts:
+        key, eq, value = p.partition("=")
+        if not eq:
+            raise ConfigError(f"augment: {p!r} in {spec!r} is neither a preset (first) nor a "
+                              "knob=value; e.g. 'standard,hflip=0' or 'rotation=15'.")
+        try:
+            num = float(value)
+        except ValueError:
+            raise ConfigError(f"augment: {key.strip()}={value!r} is not a number.") from None
+        overrides[key.strip()] = int(num) if key.strip() == "crop_padding" and num.is_integer() \
+            else num
+    return get_augment(preset, **overrides)
 
 
 def get_augment(preset: str | Augment, **overrides: float) -> Augment:

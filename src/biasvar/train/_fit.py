@@ -25,7 +25,7 @@ from torch import nn
 from .._io import atomic_write_bytes, atomic_write_text
 from ..config import ExperimentConfig, config_hash, config_to_dict, resolve
 from ..data import DataBundle
-from ..data.augment import Augment, get_augment
+from ..data.augment import Augment, parse_augment
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..models import create_model, is_conv
 from ._callbacks import Callback, EarlyStopping, Progress, TensorBoardLogger, TqdmProgress
@@ -75,7 +75,7 @@ def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
 
 def preflight(cfg: ExperimentConfig, data: DataBundle) -> None:
     """Fail on a bad model, augmentation or optimizer before anything is written."""
-    get_augment(cfg.augment)
+    parse_augment(cfg.augment)
     _make_optimizer(cfg, build_model(cfg, data))
 
 
@@ -162,7 +162,7 @@ class Trainer:
         self.steps_per_epoch = max(1, self.n // self.bs)
         self.total_steps = self.steps_per_epoch * int(cfg.epochs)
         self.scale, self.shift = normalizer(data, self.device)
-        aug = get_augment(cfg.augment)
+        aug = parse_augment(cfg.augment)
         self.augment: Augment = aug.scaled(cfg.augment_strength) if cfg.augment_strength != 1.0 else aug
         self.optimizer = _make_optimizer(cfg, self.model)
         if cfg.schedule == "onecycle":
