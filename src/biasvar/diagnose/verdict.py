@@ -646,8 +646,8 @@ def _remedies(f: _Facts, curve: _Curve, th: Thresholds, label: str, bias_high: b
             f"{var_why}: more data lowers variance; run `biasvar curve learning` to predict "
             "the gain")
     n_models = int(f.rounds) if f.rounds else 5
-    ens_action = (f"average the log-probabilities of {n_models} models trained with different "
-                  "seeds (`biasvar ensemble`)")
+    ens_action = (f"ensemble: average the log-probabilities of {n_models} models trained with "
+                  f"different seeds (e.g. `--seed 0..{n_models - 1}` runs of `biasvar train`)")
     if f.ens_gain is not None:
         ce = (f"; cross-entropy should fall by the variance term, {f.ce_var:.3f} nats"
               if f.ce_var is not None else "")
