@@ -177,12 +177,13 @@ def test_loss_threshold_decides():
     assert loss_still_falling(_history(losses), threshold=0.06)["value"] is False
 
 
-def test_loss_short_history_uses_slope():
-    losses = [0.5, 0.4, 0.3]  # fewer than 2 windows of 3
+def test_loss_short_history_uses_the_last_epoch():
+    losses = [0.9, 0.4, 0.3]  # fewer than 2 windows of 3: the first epoch's fall must not count
     out = loss_still_falling(_history(losses))
-    slope = np.polyfit([0, 1, 2], losses, 1)[0]
-    assert out["relative_drop"] == pytest.approx(-slope * 3 / np.mean(losses))
-    assert out["value"] is True and "slope" in out["evidence"]
+    assert out["relative_drop"] == pytest.approx((0.4 - 0.3) / 0.4)
+    assert out["value"] is True
+    flat = loss_still_falling(_history([0.9, 0.300, 0.299]))
+    assert flat["value"] is False and flat["relative_drop"] == pytest.approx(0.001 / 0.3)
 
 
 @pytest.mark.parametrize("history", [[], [{"epoch": 1, "train_loss": 0.5}],

@@ -32,6 +32,15 @@ COMPLEXITY_PARAMS = {
 SAMPLINGS = ("bootstrap", "split", "subsample", "seed")
 
 
+def _summarize_errors(values: np.ndarray) -> dict[str, Any]:
+    """summarize() for error rates: the t-interval is clipped to [0, 1], where errors live (with
+    2 seeds the t-interval is wide enough to leave it)."""
+    out = summarize(values)
+    out["lo"] = [max(0.0, v) for v in out["lo"]]
+    out["hi"] = [min(1.0, v) for v in out["hi"]]
+    return out
+
+
 def reference_job(cfg: ExperimentConfig, seed: int | None = None) -> FitJob:
     return FitJob(cfg, cfg.seed if seed is None else seed, None, tag="reference")
 
@@ -112,9 +121,9 @@ def summarize_learning_curve(results: Sequence[JobResult], *, sizes: Sequence[in
     L, S = len(sizes), len(seeds)
     tr = np.array([r.metrics["train_error"] for r in results]).reshape(L, S)
     va = np.array([r.metrics["val_error"] for r in results]).reshape(L, S)
-    val = summarize(va)
+    val = _summarize_errors(va)
     return {"sizes": [int(s) for s in sizes], "seeds": [int(s) for s in seeds],
-            "train_error": summarize(tr), "val_error": val,
+            "train_error": _summarize_errors(tr), "val_error": val,
             "power_law": fit_power_law(np.asarray(sizes, float), np.asarray(val["mean"]),
                                        n_max=int(max(sizes)))}
 
@@ -178,7 +187,7 @@ def complexity_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle,
     tr = np.array([r.metrics["train_error"] for r in res]).reshape(V, S)
     va = np.array([r.metrics["val_error"] for r in res]).reshape(V, S)
     out: dict[str, Any] = {"param": param, "values": vals, "seeds": [int(s) for s in seeds],
-                           "train_error": summarize(tr), "val_error": summarize(va),
+                           "train_error": _summarize_errors(tr), "val_error": _summarize_errors(va),
                            "best_value": vals[int(np.argmin(va.mean(1)))],
                            "reference_value": getattr(cfg, param)}
     if rounds:

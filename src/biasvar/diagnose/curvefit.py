@@ -183,9 +183,9 @@ def loss_still_falling(history: list[dict], *, key: str = "train_loss", window: 
 
     Rule: with at least ``2·window`` epochs, ``relative_drop = (m_prev − m_last) / m_prev`` where
     m_last is the mean of ``key`` over the last ``window`` epochs and m_prev over the ``window``
-    epochs before them. With 2 to ``2·window − 1`` epochs, a least-squares line through all of
-    them gives the slope s (loss per epoch) and ``relative_drop = −s · window / mean(loss)``: the
-    same quantity, the drop over ``window`` epochs relative to the loss level.
+    epochs before them. With 2 to ``2·window − 1`` epochs, the last epoch's change relative to
+    the epoch before: ``(loss[-2] − loss[-1]) / loss[-2]`` (the first epochs' steep fall would
+    dominate any line through all of them).
     ``value = relative_drop > threshold``. Fewer than 2 epochs (with a finite ``key``) cannot tell:
     value False, relative_drop 0.0.
 
@@ -216,10 +216,11 @@ def loss_still_falling(history: list[dict], *, key: str = "train_loss", window: 
         how = (f"{key} mean {last:.4f} over epochs {epochs[-window]}–{epochs[-1]} vs {prev:.4f} "
                f"over epochs {epochs[-2 * window]}–{epochs[-window - 1]}")
     else:
-        slope = float(np.polyfit(np.arange(loss.size, dtype=np.float64), loss, 1)[0])
-        drop = float(-slope * window / max(abs(loss.mean()), 1e-12))
-        how = (f"{key} slope {slope:.4f} per epoch over {loss.size} epochs (from {loss[0]:.4f} to "
-               f"{loss[-1]:.4f}), i.e. per {window} epochs")
+        # too few epochs for two windows: the last epoch's change, relative to the one before
+        prev, last = loss[-2], loss[-1]
+        drop = float((prev - last) / max(abs(prev), 1e-12))
+        how = (f"{key} went from {prev:.4f} to {last:.4f} in the last epoch "
+               f"({loss.size} epochs in all)")
     falling = drop > threshold
     verdict = "still falling" if falling else "flat"
     return {"value": bool(falling), "relative_drop": drop,
