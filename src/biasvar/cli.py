@@ -112,7 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warnings() -> None:
+    """biasvar's own warnings print as one plain line ("biasvar: note: ..."), not with a path."""
+    import warnings
+
+    original = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if category.__module__.startswith("biasvar"):
+            return f"biasvar: note: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
+    _format_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

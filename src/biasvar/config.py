@@ -68,6 +68,9 @@ class ExperimentConfig:
                                   lo=4, hi=1024, group="data")
     channels: int | None = _opt(None, "convert custom images to 1 (grey) or 3 (RGB) channels",
                                 choices=(1, 3), group="data")
+    strict: bool = _opt(False, "stop on unreadable image files (and class folders without "
+                        "images) instead of skipping them with a note", group="data",
+                        semantic=False)
     # --- model ------------------------------------------------------------------------------
     model: str = _opt("cnn", "model name (`biasvar models` lists them) or package.module:factory",
                       group="model")
