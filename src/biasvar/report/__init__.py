@@ -1,0 +1,20 @@
+"""The report: one self-contained, offline HTML page per run directory.
+
+:func:`render_report` reads whatever a run directory holds (config.yaml, env.json, history.csv,
+metrics.json, gallery.json, results.json; see SCHEMA.md) and writes ``report.html`` next to
+them: the verdict and ranked remedies on top, key figures, training / learning / complexity
+curves, the bias–variance decomposition, the confusion matrix, per-class metrics, a gallery of
+the most confidently wrong test images, and the run's fits, config and environment. Sections
+whose data is absent are left out. Figures are inline PNGs drawn with matplotlib (Agg) from the
+saved numbers; nothing is recomputed or retrained, and this package never imports torch.
+
+>>> from biasvar.report import render_report
+>>> render_report("runs/diagnose-fashion-mnist-cnn-1a2b3c4d")  # doctest: +SKIP
+PosixPath('runs/diagnose-fashion-mnist-cnn-1a2b3c4d/report.html')
+"""
+from __future__ import annotations
+
+from ._html import render_html, render_report
+from ._load import load_run
+
+__all__ = ["render_report", "load_run", "render_html"]

@@ -1,0 +1,455 @@
+"""The report's figures: matplotlib (Agg, no pyplot state) to inline base64 PNG.
+
+Every function draws saved results as they are (SCHEMA.md shapes) and returns the PNG as a base64
+string, or None when there is nothing to draw. Nothing here recomputes a statistic: bands are the
+saved ``lo``/``hi``, error bars the saved ``ci95``, the extrapolation the saved power-law
+parameters evaluated on a grid.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+__all__ = ["training_curves", "learning_curve", "complexity_curve", "decomposition_overall",
+           "decomposition_per_class", "confusion_matrix", "COLORS"]
+
+#: one colour per role, shared by all figures (and the HTML legend chips)
+COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c", "bias": "#4c72b0",
+          "variance": "#dd8452", "total": "#222222", "ensemble": "#55a868", "extra": "#8172b3"}
+
+_RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+       "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+       "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
+       "legend.frameon": True, "legend.framealpha": 0.85, "legend.edgecolor": "none",
+       "svg.fonttype": "none"}
+_DPI = 150  # figures are ~6-9.4 in wide: ~900-1400 px, sharp when shown at <= 940 css px
+_WIDE = 9.4  # inches: the report's content width at 100 dpi
+
+
+def _num(x: Any) -> float | None:
+    """A finite real number as float, else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _nums(xs: Any) -> np.ndarray:
+    """A list of numbers (None / missing -> NaN) as a float array; not a list -> empty."""
+    if not isinstance(xs, (list, tuple)):
+        return np.array([], dtype=float)
+    return np.array([np.nan if _num(x) is None else float(x) for x in xs], dtype=float)
+
+
+def _short(name: Any, n: int = 18) -> str:
+    s = str(name)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _png(fig: Figure) -> str:
+    """The figure as base64 PNG (no 'Software' metadata: the page stays free of any URL)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.08,
+                metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(width: float, height: float) -> Figure:
+    # the Agg canvas directly, without pyplot: no global figure state, and the user's chosen
+    # backend (a notebook's, say) is left alone
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _subplots(fig: Figure, nrows: int, ncols: int) -> list:
+    with matplotlib.rc_context(_RC):
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+    return [ax for row in axes for ax in row]
+
+
+def _style(ax: Any) -> None:
+    """Apply the report's rc settings to an axes created in an rc_context (fonts, grid, spines)."""
+    ax.spines["top"].set_visible(False)
+    ax.spines["right"].set_visible(False)
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def _band(ax: Any, x: np.ndarray, block: Any, color: str, label: str, marker: str = "o") -> bool:
+    """Mean line with its saved [lo, hi] band; False when the block holds no finite mean."""
+    if not isinstance(block, dict):
+        return False
+    mean, lo, hi = _nums(block.get("mean")), _nums(block.get("lo")), _nums(block.get("hi"))
+    if mean.size != x.size or not np.isfinite(mean).any():
+        return False
+    band = lo.size == x.size and hi.size == x.size and np.isfinite(lo).any()
+    ax.plot(x, mean, marker=marker, ms=4, lw=1.6, color=color,
+            label=f"{label} (band: 95% CI)" if band else label)
+    if band:
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    return True
+
+
+def training_curves(history: Sequence[dict]) -> str | None:
+    """Train vs validation loss and accuracy per epoch (history.csv rows / reference.history)."""
+    rows = [r for r in history or [] if isinstance(r, dict)]
+    if not rows:
+        return None
+    epochs = np.array([_num(r.get("epoch")) if _num(r.get("epoch")) is not None else i + 1
+                       for i, r in enumerate(rows)], dtype=float)
+    panels = [("loss", "loss (mean NLL)", False), ("accuracy", "accuracy", True)]
+    present = [(k, t, pct) for k, t, pct in panels
+               if any(_num(r.get(f"{s}_{k}")) is not None for r in rows for s in ("train", "val"))]
+    if not present:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _figure(_WIDE, 3.0)
+        axes = _subplots(fig, 1, len(present))
+        for ax, (key, title, pct) in zip(axes, present):
+            for split, label in (("train", "train"), ("val", "validation")):
+                y = np.array([np.nan if _num(r.get(f"{split}_{key}")) is None
+                              else float(r[f"{split}_{key}"]) for r in rows])
+                if np.isfinite(y).any():
+                    ax.plot(epochs, y, marker="o", ms=3, lw=1.6, color=COLORS[split], label=label)
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            if pct:
+                ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+            if epochs.size <= 20:
+                ax.set_xticks(epochs)
+            ax.legend()
+            _style(ax)
+        return _png(fig)
+
+
+def _power_law_grid(pl: Any, n_min: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The saved fit err(n) = a·n^(−b) + c evaluated from n_min to 10·n_max (for drawing)."""
+    if not isinstance(pl, dict) or not pl.get("ok"):
+        return None
+    a, b, c, n_max = (_num(pl.get(k)) for k in ("a", "b", "c", "n_max"))
+    if None in (a, b, c, n_max) or n_max <= 0 or n_min <= 0:
+        return None
+    n = np.geomspace(n_min, 10 * n_max, 120)
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = a * n ** (-b) + c
+    if not np.isfinite(err).all():
+        return None
+    return n, err
+
+
+def learning_curve(lc: dict[str, Any]) -> str | None:
+    """Train/validation error vs training-set size (log x) with bands, and the power-law
+    extrapolation (dashed) to 10× the largest size."""
+    sizes = _nums(lc.get("sizes"))
+    if sizes.size == 0 or not np.isfinite(sizes).all() or (sizes <= 0).any():
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _figure(_WIDE, 3.6)
+        ax = _subplots(fig, 1, 1)[0]
+        drew = _band(ax, sizes, lc.get("train_error"), COLORS["train"], "train")
+        drew |= _band(ax, sizes, lc.get("val_error"), COLORS["val"], "validation")
+        if not drew:
+            return None
+        pl = lc.get("power_law")
+        grid = _power_law_grid(pl, float(sizes.min()))
+        if grid is not None:
+            n, err = grid
+            ax.plot(n, err, ls="--", lw=1.4, color=COLORS["val"], alpha=0.9,
+                    label="power-law fit a·n$^{-b}$ + c (extrapolated)")
+            n_max = float(pl["n_max"])
+            for k, key in ((2, "err_2x"), (10, "err_10x")):
+                e = _num(pl.get(key))
+                if e is not None:
+                    ax.plot([k * n_max], [e], marker="D", ms=5, color=COLORS["val"],
+                            mfc="white", zorder=5)
+                    ax.annotate(f"{k}× data: {100 * e:.1f}%", (k * n_max, e),
+                                textcoords="offset points", xytext=(0, 8), ha="center",
+                                fontsize=8, color="#444444")
+            ax.axvline(n_max, color="#888888", lw=0.8, ls=":")
+            c = _num(pl.get("c"))
+            if c is not None:
+                ax.axhline(c, color="#888888", lw=0.8, ls="-.",
+                           label=f"asymptote c = {100 * c:.1f}%")
+        ax.set_xscale("log")
+        ax.set_xlabel("training images (log scale)")
+        ax.set_ylabel("error")
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.legend(loc="upper right")
+        _style(ax)
+        return _png(fig)
+
+
+def _terms(decs: Sequence[Any], loss: str, names: Sequence[str]) -> dict[str, tuple]:
+    """Per curve value: (value, lo, hi) arrays of each term of one loss (NaN where absent)."""
+    out = {}
+    for name in names:
+        v, lo, hi = [], [], []
+        for d in decs:
+            t = d.get(loss, {}).get(name) if isinstance(d, dict) and isinstance(d.get(loss),
+                                                                                dict) else None
+            val = _num(t.get("value")) if isinstance(t, dict) else None
+            ci = t.get("ci95") if isinstance(t, dict) else None
+            ci = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+            v.append(np.nan if val is None else val)
+            lo.append(np.nan if _num(ci[0]) is None else float(ci[0]))
+            hi.append(np.nan if _num(ci[1]) is None else float(ci[1]))
+        out[name] = (np.array(v), np.array(lo), np.array(hi))
+    return out
+
+
+def _errorbar_line(ax: Any, x: np.ndarray, triple: tuple, color: str, label: str,
+                   ls: str = "-") -> None:
+    v, lo, hi = triple
+    if not np.isfinite(v).any():
+        return
+    yerr = np.vstack([np.where(np.isfinite(lo), v - lo, 0), np.where(np.isfinite(hi), hi - v, 0)])
+    ax.errorbar(x, v, yerr=np.clip(yerr, 0, None), marker="o", ms=4, lw=1.5, ls=ls,
+                color=color, capsize=3, label=label)
+
+
+def complexity_curve(cc: dict[str, Any]) -> str | None:
+    """Train/validation error vs the swept parameter; with a decomposition per value, also the
+    0-1 bias / net variance / loss and the cross-entropy bias / variance / risk with their CIs."""
+    values = cc.get("values")
+    if not isinstance(values, list) or not values:
+        return None
+    numeric = _nums(values)
+    is_num = bool(np.isfinite(numeric).all())
+    x = numeric if is_num else np.arange(len(values), dtype=float)
+    log_x = is_num and (numeric > 0).all() and numeric.max() / numeric.min() >= 8
+    decs = cc.get("decomposition")
+    decs = decs if isinstance(decs, list) and len(decs) == len(values) and \
+        any(isinstance(d, dict) for d in decs) else None
+    param = str(cc.get("param", "value"))
+    with matplotlib.rc_context(_RC):
+        fig = _figure(_WIDE, 3.4)
+        axes = _subplots(fig, 1, 3 if decs else 1)
+        ax = axes[0]
+        drew = _band(ax, x, cc.get("train_error"), COLORS["train"], "train")
+        drew |= _band(ax, x, cc.get("val_error"), COLORS["val"], "validation")
+        if not drew and not decs:
+            return None
+        ax.set_title("train / validation error")
+        best = cc.get("best_value")
+        ref = cc.get("reference_value")
+        for v, style, label in ((best, "--", "best"), (ref, ":", "reference")):
+            if v is None:
+                continue
+            try:
+                i = values.index(v)
+            except ValueError:
+                continue
+            ax.axvline(x[i], color="#666666", lw=1, ls=style, label=f"{label}: {_short(v)}")
+        ax.set_ylabel("error")
+        panels = [ax]
+        if decs:
+            zo = _terms(decs, "zero_one", ("bias", "net_variance", "loss"))
+            ce = _terms(decs, "cross_entropy", ("bias", "variance", "risk"))
+            _errorbar_line(axes[1], x, zo["bias"], COLORS["bias"], "bias")
+            _errorbar_line(axes[1], x, zo["net_variance"], COLORS["variance"], "net variance")
+            _errorbar_line(axes[1], x, zo["loss"], COLORS["total"], "0-1 loss", ls="--")
+            axes[1].set_title("0-1 loss = bias + net variance")
+            _errorbar_line(axes[2], x, ce["bias"], COLORS["bias"], "bias")
+            _errorbar_line(axes[2], x, ce["variance"], COLORS["variance"], "variance")
+            _errorbar_line(axes[2], x, ce["risk"], COLORS["total"], "risk", ls="--")
+            axes[2].set_title("cross-entropy = bias + variance")
+            panels += [axes[1], axes[2]]
+        for i, a in enumerate(panels):
+            a.set_xlabel(param)
+            if i < 2:  # error and 0-1 terms: a band of a 2-seed mean can dip below 0; cut there
+                lo_y, hi_y = a.get_ylim()
+                a.set_ylim(bottom=max(lo_y, 0.0) if i == 0 else lo_y, top=hi_y)
+            if log_x:
+                a.set_xscale("log")
+                a.set_xticks(numeric)
+                a.set_xticks([], minor=True)
+                a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            elif not is_num:
+                a.set_xticks(x)
+                a.set_xticklabels([_short(v, 10) for v in values])
+            if i < 2:
+                a.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
+            a.legend(fontsize=7)
+            _style(a)
+        return _png(fig)
+
+
+def _stack(ax: Any, xpos: float, bottom_term: Any, top_term: Any, total_term: Any,
+           labels: tuple[str, str, str], width: float = 0.55) -> None:
+    """One stacked bar: bottom + top (top may be negative: drawn hatched, downwards) with the
+    95% CI of the bottom term at its top and of the total at the stack's top."""
+    b = _num(bottom_term.get("value")) if isinstance(bottom_term, dict) else None
+    t = _num(top_term.get("value")) if isinstance(top_term, dict) else None
+    if b is None:
+        return
+    ax.bar(xpos, b, width, color=COLORS["bias"], label=labels[0])
+    if t is not None:
+        ax.bar(xpos, t, width, bottom=b, color=COLORS["variance"], label=labels[1],
+               hatch="//" if t < 0 else None, edgecolor="white" if t < 0 else None, lw=0)
+    for (term, y), dx in (((bottom_term, b), -width / 4), ((total_term, None), width / 4)):
+        if not isinstance(term, dict):
+            continue
+        val = _num(term.get("value")) if y is None else y
+        ci = term.get("ci95")
+        if val is None or not (isinstance(ci, (list, tuple)) and len(ci) == 2) or \
+                _num(ci[0]) is None or _num(ci[1]) is None:
+            continue
+        yerr = [[max(val - ci[0], 0.0)], [max(ci[1] - val, 0.0)]]
+        ax.errorbar([xpos + dx], [val], yerr=yerr, fmt="none", ecolor=COLORS["total"],
+                    capsize=4, lw=1.1, label="95% CI" if y is None else None)
+    tot = _num(total_term.get("value")) if isinstance(total_term, dict) else None
+    if tot is not None:
+        ax.plot([xpos - width / 2, xpos + width / 2], [tot, tot], color=COLORS["total"], lw=1.6,
+                label=labels[2])
+
+
+def decomposition_overall(dec: dict[str, Any]) -> str | None:
+    """Stacked bars with 95% CIs: bias + net variance = 0-1 loss, bias² + variance = squared
+    error, bias + variance = cross-entropy; beside them the ensemble's error / cross-entropy."""
+    specs = [("zero_one", ("bias", "net_variance", "loss"),
+              ("bias", "net variance", "0-1 loss"), "0-1 loss", "error"),
+             ("mse", ("bias2", "variance", "risk"),
+              ("bias²", "variance", "squared error"), "squared error of probabilities", None),
+             ("cross_entropy", ("bias", "variance", "risk"),
+              ("bias", "variance", "cross-entropy"), "cross-entropy (nats)", "cross_entropy")]
+    specs = [s for s in specs if isinstance(dec.get(s[0]), dict)
+             and isinstance(dec[s[0]].get(s[1][0]), dict)]
+    if not specs:
+        return None
+    ens = dec.get("ensemble") if isinstance(dec.get("ensemble"), dict) else {}
+    with matplotlib.rc_context(_RC):
+        fig = _figure(_WIDE, 3.9)
+        axes = _subplots(fig, 1, len(specs))
+        for ax, (loss, keys, labels, title, ens_key) in zip(axes, specs):
+            block = dec[loss]
+            _stack(ax, 0.0, block.get(keys[0]), block.get(keys[1]), block.get(keys[2]), labels)
+            ticks, names = [0.0], ["one model\n(average of R)"]
+            e = _num(ens.get(ens_key)) if ens_key else None
+            if e is not None:
+                ax.bar(1.0, e, 0.55, color=COLORS["ensemble"], label="ensemble of the R models")
+                ax.annotate(f"{100 * e:.1f}%" if loss == "zero_one" else f"{e:.3f}", (1.0, e),
+                            textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+                ticks.append(1.0)
+                names.append("ensemble")
+            tot = _num(block.get(keys[2], {}).get("value")) if isinstance(block.get(keys[2]),
+                                                                           dict) else None
+            fmt = (lambda v: f"{100 * v:.1f}%") if loss == "zero_one" else (lambda v: f"{v:.3f}")
+            if tot is not None:
+                ax.annotate(fmt(tot), (-0.3, tot), textcoords="offset points", xytext=(-3, 0),
+                            va="center", ha="right", fontsize=8)
+            ax.set_xticks(ticks)
+            ax.set_xticklabels(names)
+            ax.set_xlim(-0.75, 1.6 if len(ticks) > 1 else 0.75)
+            ax.set_title(title)
+            ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=ax.get_ylim()[1] * 1.08)
+            if loss == "zero_one":
+                ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+            _style(ax)
+            ax.grid(False, axis="x")
+        return _png(fig)
+
+
+def decomposition_per_class(per_class: dict[str, Any], order: Sequence[str] | None = None
+                            ) -> str | None:
+    """Per class stacked bars: bias + net variance (0-1) and bias + variance (cross-entropy)."""
+    if not isinstance(per_class, dict) or not per_class:
+        return None
+    names = [c for c in (order or []) if c in per_class] + \
+        [c for c in per_class if c not in set(order or [])]
+    specs = [("zero_one", "bias", "net_variance", "loss", "0-1 loss = bias + net variance"),
+             ("cross_entropy", "bias", "variance", "risk", "cross-entropy = bias + variance")]
+    k = len(names)
+    rotate = 0 if k <= 10 and max(len(_short(n, 12)) for n in names) <= 6 else 45
+    with matplotlib.rc_context(_RC):
+        fig = _figure(_WIDE, 3.4 if rotate == 0 else 3.9)
+        axes = _subplots(fig, 1, 2)
+        x = np.arange(k, dtype=float)
+        drew = False
+        for ax, (loss, lo_key, hi_key, tot_key, title) in zip(axes, specs):
+            def col(key: str) -> np.ndarray:
+                vals = []
+                for n in names:
+                    b = per_class[n].get(loss) if isinstance(per_class[n], dict) else None
+                    vals.append(_num(b.get(key)) if isinstance(b, dict) else None)
+                return np.array([np.nan if v is None else v for v in vals])
+            low, high, tot = col(lo_key), col(hi_key), col(tot_key)
+            if not np.isfinite(low).any():
+                continue
+            drew = True
+            ax.bar(x, np.nan_to_num(low), 0.7, color=COLORS["bias"], label="bias")
+            high0, low0 = np.nan_to_num(high), np.nan_to_num(low)
+            vlabel = "net variance" if loss == "zero_one" else "variance"
+            ax.bar(x, np.where(high0 > 0, high0, 0), 0.7, bottom=low0,
+                   color=COLORS["variance"], label=vlabel)
+            if (high0 < 0).any():  # negative net variance: hatched, downwards from the bias
+                ax.bar(x, np.where(high0 < 0, high0, 0), 0.7, bottom=low0, lw=0,
+                       color=COLORS["variance"], hatch="//", edgecolor="white",
+                       label=f"{vlabel} < 0")
+            if np.isfinite(tot).any():
+                ax.scatter(x, tot, marker="_", s=160, color=COLORS["total"], zorder=5,
+                           label="loss" if loss == "zero_one" else "risk")
+            ax.set_xticks(x)
+            ax.set_xticklabels([_short(n, 12) for n in names], rotation=rotate,
+                               ha="right" if rotate else "center")
+            ax.set_title(title)
+            if loss == "zero_one":
+                ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+            ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=4)
+            _style(ax)
+            ax.grid(False, axis="x")
+        return _png(fig) if drew else None
+
+
+def confusion_matrix(cm: Any, classes: Sequence[str]) -> str | None:
+    """Heatmap of a K×K confusion matrix (rows = true, columns = predicted): colour = share of
+    the row (so small classes show), text = counts (when K ≤ 25)."""
+    try:
+        m = np.asarray(cm, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0 or not np.isfinite(m).all():
+        return None
+    k = m.shape[0]
+    names = list(classes) if len(classes) == k else [str(i) for i in range(k)]
+    rows = m.sum(1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    side = float(np.clip(0.42 * k + 1.6, 4.0, 9.0))
+    with matplotlib.rc_context(_RC):
+        fig = _figure(side + 0.9, side)
+        ax = _subplots(fig, 1, 1)[0]
+        im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax.grid(False)
+        if k <= 25:
+            fs = 8 if k <= 12 else 6
+            for i in range(k):
+                for j in range(k):
+                    if m[i, j] == 0 and i != j:
+                        continue
+                    ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=fs,
+                            color="white" if share[i, j] > 0.55 else "#222222")
+        labels = [_short(n, 14) for n in names]
+        step = 1 if k <= 40 else int(math.ceil(k / 40))
+        ax.set_xticks(range(0, k, step))
+        ax.set_yticks(range(0, k, step))
+        ax.set_xticklabels(labels[::step], rotation=45, ha="right")
+        ax.set_yticklabels(labels[::step])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        cb = fig.colorbar(im, ax=ax, shrink=0.8)
+        cb.set_label("share of the true class's images")
+        cb.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        return _png(fig)

@@ -1,0 +1,349 @@
+"""The HTML report: rendered by a real browser, offline, escaped, tolerant of absent data, and
+cheap (no torch, no training).
+
+The fixture ``fixtures/report_run`` is a diagnose run directory "from another machine" (its
+numbers were produced by biasvar's own functions; gallery images are real scikit-learn digits).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from biasvar.report import load_run, render_report
+
+from ._chromium import dump_dom, find_chromium, require_chromium, screenshot
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report_run"
+SRC = Path(__file__).resolve().parents[1] / "src"
+EVIL_CLASS = "<img src=x onerror=alert(1)>"
+EVIL_CONFIG = "</td><script>alert('cfg')</script>"
+
+
+class _Dom(HTMLParser):
+    """Elements as (tag, attrs, text inside) — text of nested elements included."""
+
+    _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+             "source", "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[dict] = []
+        self._open: list[dict] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        el = {"tag": tag, "attrs": dict(attrs), "text": [],
+              "within": [o["attrs"].get("id") for o in self._open if o["attrs"].get("id")]}
+        self.elements.append(el)
+        if tag not in self._VOID:
+            self._open.append(el)
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        self.elements.append({"tag": tag, "attrs": dict(attrs), "text": [],
+                              "within": [o["attrs"].get("id") for o in self._open
+                                         if o["attrs"].get("id")]})
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i]["tag"] == tag:
+                del self._open[i:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        for el in self._open:
+            el["text"].append(data)
+
+
+def parse(html_text: str) -> list[dict]:
+    p = _Dom()
+    p.feed(html_text)
+    p.close()
+    for el in p.elements:
+        el["text"] = "".join(el["text"])
+    return p.elements
+
+
+def by_id(elements: list[dict], ident: str) -> list[dict]:
+    return [e for e in elements if e["attrs"].get("id") == ident]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A fresh copy of the fixture run directory."""
+    dst = tmp_path / "diagnose-digits-cnn-0f1e2d3c"
+    shutil.copytree(FIXTURE, dst)
+    return dst
+
+
+@pytest.fixture
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def _section_ids(html_text: str) -> set[str]:
+    return {e["attrs"]["id"] for e in parse(html_text) if e["tag"] == "section"
+            and "id" in e["attrs"]}
+
+
+ALL_SECTIONS = {"verdict", "figures", "training", "learning", "complexity", "decomposition",
+                "confusion", "classes", "gallery", "run"}
+
+
+# ----------------------------------------------------------------------------- the fixture
+
+def test_fixture_renders_every_section_fast_and_offline(run_dir: Path, results: dict) -> None:
+    t0 = time.perf_counter()
+    path = render_report(run_dir)
+    took = time.perf_counter() - t0
+    assert path == run_dir / "report.html" and path.is_file()
+    assert took < 10, f"rendering took {took:.1f} s"
+    text = path.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text
+    assert _section_ids(text) == ALL_SECTIONS
+    assert "could not be drawn" not in text  # no section fell over
+    els = parse(text)
+    # plots are inline PNGs; nothing refers to a file or the network
+    srcs = [e["attrs"].get("src", "") for e in els if e["tag"] == "img"]
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not [e for e in els if e["tag"] in ("script", "link", "iframe", "object", "embed")]
+    # one gallery image per gallery.json entry, captions from the file
+    gallery = json.loads((run_dir / "gallery.json").read_text())
+    figs = [e for e in els if e["tag"] == "figcaption"]
+    assert len(figs) == len(gallery)
+    for fig, g in zip(figs, gallery):
+        assert f"true: {g['true']}" in fig["text"] and f"predicted: {g['pred']}" in fig["text"]
+        assert f"{100 * g['confidence']:.1f}%" in fig["text"]
+    # ranked remedies in rank order, each action shown
+    verdict_text = by_id(els, "verdict")[0]["text"]
+    pos = [verdict_text.index(r["action"].replace("`", "")) for r in
+           sorted(results["verdict"]["remedies"], key=lambda r: r["rank"])]
+    assert pos == sorted(pos)
+    # fits as saved
+    run_text = by_id(els, "run")[0]["text"]
+    for k, v in results["fits"].items():
+        assert f"fits {k}{v:,}" in run_text
+
+
+def test_key_figures_show_the_saved_numbers(run_dir: Path, results: dict) -> None:
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    figures = by_id(parse(text), "figures")[0]["text"]
+    ref = results["reference"]
+    for split in ("train", "val", "test"):
+        assert f"{100 * ref[split]['error']:.2f}%" in figures
+    assert f"{100 * results['target_error']['value']:.2f}%" in figures
+    gap = f"{100 * results['variance_gap']:+.1f}".replace("-", "−")
+    assert gap in figures
+
+
+def test_per_class_table_matches_metrics(run_dir: Path, results: dict) -> None:
+    els = parse(render_report(run_dir).read_text(encoding="utf-8"))
+    rows = [e["text"] for e in els if e["tag"] == "tr" and "classes" in e["within"]]
+    pc = results["reference"]["test"]["per_class"]
+    assert len(rows) == len(pc) + 1  # + the header
+    for name, m in pc.items():
+        want = f"{name}{m['precision']:.3f}{m['recall']:.3f}{m['f1']:.3f}{m['support']:,}"
+        assert any(r == want for r in rows), want
+
+
+def test_load_run_reads_what_is_there(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    assert {"config", "env", "history", "metrics", "gallery", "results"} <= set(run)
+    assert run["problems"] == []
+    assert run["history"][0]["epoch"] == 1 and isinstance(run["history"][0]["val_loss"], float)
+    (run_dir / "env.json").write_text("{not json")
+    (run_dir / "gallery.json").unlink()
+    run = load_run(run_dir)
+    assert "env" not in run and "gallery" not in run
+    assert len(run["problems"]) == 1 and "env.json" in run["problems"][0]
+    # a damaged file is reported in the page, the rest still renders
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    assert "env.json" in text and "verdict" in _section_ids(text)
+
+
+def test_load_run_rejects_a_missing_folder(tmp_path: Path) -> None:
+    from biasvar.errors import BiasvarError
+
+    with pytest.raises(BiasvarError, match="RUN_DIR"):
+        load_run(tmp_path / "nope")
+
+
+def test_out_writes_elsewhere_atomically(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "elsewhere" / "page.html"
+    assert render_report(run_dir, out=out) == out
+    assert out.is_file() and not (run_dir / "report.html").exists()
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- absent data
+
+def test_train_run_without_results_omits_the_analysis_sections(run_dir: Path) -> None:
+    (run_dir / "results.json").unlink()
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    ids = _section_ids(text)
+    assert ids == {"figures", "training", "confusion", "classes", "gallery", "run"}
+    assert 'id="verdict"' not in text and "Learning curve" not in text
+    assert "http://" not in text and "https://" not in text
+
+
+def test_metrics_and_history_only(run_dir: Path) -> None:
+    for name in ("results.json", "gallery.json", "config.yaml", "env.json"):
+        (run_dir / name).unlink()
+    ids = _section_ids(render_report(run_dir).read_text(encoding="utf-8"))
+    assert ids == {"figures", "training", "confusion", "classes", "run"}
+
+
+def test_results_without_optional_blocks(run_dir: Path, results: dict) -> None:
+    """A `decompose` from saved predictions: no reference, no curves — only what is there."""
+    for k in ("reference", "learning_curve", "complexity_curve", "train_loss_still_falling",
+              "avoidable_bias", "variance_gap"):
+        results.pop(k)
+    results["complexity_curve"] = None
+    (run_dir / "results.json").write_text(json.dumps(results))
+    for name in ("metrics.json", "history.csv", "gallery.json"):
+        (run_dir / name).unlink()
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    assert _section_ids(text) == {"verdict", "figures", "decomposition", "run"}
+    assert "could not be drawn" not in text
+
+
+def test_damaged_block_becomes_a_notice_not_a_crash(run_dir: Path, results: dict) -> None:
+    results["learning_curve"]["power_law"] = "garbage"
+    results["complexity_curve"]["values"] = {"not": "a list"}
+    results["decomposition"]["zero_one"] = [1, 2]
+    (run_dir / "results.json").write_text(json.dumps(results))
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    assert {"verdict", "learning", "decomposition"} <= _section_ids(text)
+
+
+# ----------------------------------------------------------------------------- escaping
+
+def test_user_strings_are_escaped(run_dir: Path, results: dict) -> None:
+    old = results["classes"][3]
+    results["classes"][3] = EVIL_CLASS
+    for m in results["reference"].values():
+        if isinstance(m, dict) and "per_class" in m:
+            m["per_class"] = {EVIL_CLASS if k == old else k: v for k, v in m["per_class"].items()}
+    pc = results["decomposition"]["per_class"]
+    results["decomposition"]["per_class"] = {EVIL_CLASS if k == old else k: v
+                                             for k, v in pc.items()}
+    results["verdict"]["evidence"].append(f"class {EVIL_CLASS} is hard")
+    results["config"]["data_root"] = EVIL_CONFIG
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "config.yaml").write_text(
+        (run_dir / "config.yaml").read_text() + f"note: \"{EVIL_CONFIG}\"\n")
+    gallery = json.loads((run_dir / "gallery.json").read_text())
+    gallery[0]["true"] = EVIL_CLASS
+    gallery[1]["image_png_b64"] = '"><script>alert(2)</script>'  # not base64: dropped
+    (run_dir / "gallery.json").write_text(json.dumps(gallery))
+    (run_dir / "metrics.json").unlink()
+
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    assert EVIL_CLASS not in text and "<script" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    els = parse(text)
+    assert not [e for e in els if e["tag"] == "script"]
+    assert not [e for e in els if e["tag"] == "img" and "onerror" in e["attrs"]]
+    # the escaped name reads as the original text (class table, decomposition, gallery)
+    assert sum(EVIL_CLASS in e["text"] for e in els if e["tag"] == "td") >= 2
+    assert any(EVIL_CLASS in e["text"] for e in els if e["tag"] == "figcaption")
+    assert len([e for e in els if e["tag"] == "figcaption"]) == len(gallery) - 1
+
+
+def test_urls_in_user_text_never_become_references(run_dir: Path, results: dict) -> None:
+    results["config"]["data_root"] = "https://example.invalid/data"
+    results["verdict"]["caveats"].append("see http://example.invalid/why")
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "config.yaml").unlink()
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text
+    texts = " ".join(e["text"] for e in parse(text))
+    assert "https://example.invalid/data" in texts  # still readable as text
+
+
+# ----------------------------------------------------------------------------- in a browser
+
+def test_chromium_dom_has_the_verdict(run_dir: Path, results: dict) -> None:
+    require_chromium()
+    dom = dump_dom(render_report(run_dir))
+    found = by_id(parse(dom), "verdict")
+    assert len(found) == 1
+    label = results["verdict"]["label"]
+    assert label in found[0]["text"]
+    assert "overfitting" in found[0]["text"]  # the human phrase for high_variance
+
+
+def test_chromium_screenshot_is_not_blank(run_dir: Path, tmp_path: Path) -> None:
+    require_chromium()
+    from PIL import Image
+
+    png = screenshot(render_report(run_dir), tmp_path / "shot.png")
+    img = Image.open(png).convert("RGB")
+    assert img.size == (1000, 1000)
+    pixels = np.asarray(img).reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    background = tuple(colours[counts.argmax()])
+    share = 1 - counts.max() / len(pixels)
+    assert share >= 0.02, f"only {share:.1%} of pixels differ from the background {background}"
+
+
+def test_chromium_helper_skips_or_fails_without_a_browser(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert find_chromium() is None
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_chromium()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium()
+
+
+# ----------------------------------------------------------------------------- no torch
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_report_package_never_imports_torch(run_dir: Path) -> None:
+    """biasvar.report and what it imports stay torch-free (biasvar's own __init__ is bypassed:
+    it may import torch for the training API, the report must not need it)."""
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('biasvar'); pkg.__path__ = [{str(SRC / 'biasvar')!r}]\n"
+        "sys.modules['biasvar'] = pkg\n"
+        "from biasvar.report import render_report\n"
+        f"p = render_report({str(run_dir)!r})\n"
+        "assert p.is_file(), p\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'torchvision', 'sklearn', 'scipy'))\n"
+        "print('HEAVY', heavy)\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = _python(code, run_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "HEAVY []" in proc.stdout
+
+
+def test_report_from_another_machine_trains_nothing(run_dir: Path) -> None:
+    """The public path (`from biasvar.report import render_report`) in a fresh interpreter:
+    renders the fixture and writes nothing but report.html (no checkpoint, no fit)."""
+    before = {p.name for p in run_dir.iterdir()}
+    code = ("import sys\nimport biasvar\nbase = 'torch' in sys.modules\n"
+            "from biasvar.report import render_report\n"
+            f"render_report({str(run_dir)!r})\n"
+            "print('TORCH', base, 'torch' in sys.modules)\n")
+    proc = _python(code, run_dir.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {p.name for p in run_dir.iterdir()} - before == {"report.html"}
+    # once `import biasvar` itself is torch-free, rendering must keep it so
+    assert "TORCH True" in proc.stdout or "TORCH False False" in proc.stdout, proc.stdout
