@@ -315,12 +315,10 @@ def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_report_package_never_imports_torch(run_dir: Path) -> None:
-    """biasvar.report and what it imports stay torch-free (biasvar's own __init__ is bypassed:
-    it may import torch for the training API, the report must not need it)."""
+    """biasvar.report and what it imports stay torch-free (biasvar imports its training API
+    lazily, so `biasvar report` never loads torch)."""
     code = (
-        "import sys, types\n"
-        f"pkg = types.ModuleType('biasvar'); pkg.__path__ = [{str(SRC / 'biasvar')!r}]\n"
-        "sys.modules['biasvar'] = pkg\n"
+        "import sys\n"
         "from biasvar.report import render_report\n"
         f"p = render_report({str(run_dir)!r})\n"
         "assert p.is_file(), p\n"
@@ -345,5 +343,4 @@ def test_report_from_another_machine_trains_nothing(run_dir: Path) -> None:
     proc = _python(code, run_dir.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {p.name for p in run_dir.iterdir()} - before == {"report.html"}
-    # once `import biasvar` itself is torch-free, rendering must keep it so
-    assert "TORCH True" in proc.stdout or "TORCH False False" in proc.stdout, proc.stdout
+    assert "TORCH False False" in proc.stdout, proc.stdout

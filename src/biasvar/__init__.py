@@ -8,18 +8,35 @@ will fix it.
 >>> metrics = evaluate(result.model, data)
 >>> metrics["test"]["accuracy"] > 0.9
 True
+
+Names are imported on first use, so light commands (``biasvar report``) never load torch.
 """
 from __future__ import annotations
 
-from .config import ExperimentConfig, load_config, resolve
-from .data import DataBundle, ImageData, load_data
-from .errors import BiasvarError, CheckpointError, ConfigError, DataError, ModelError, TrainingDiverged
-from .models import create_model, list_models
-from .train import FitResult, evaluate, fit, predict
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ExperimentConfig", "load_config", "resolve", "load_data", "DataBundle", "ImageData",
-           "create_model", "list_models", "fit", "FitResult", "evaluate", "predict",
-           "BiasvarError", "ConfigError", "DataError", "ModelError", "CheckpointError",
-           "TrainingDiverged", "__version__"]
+_EXPORTS = {
+    "ExperimentConfig": "config", "load_config": "config", "resolve": "config",
+    "load_data": "data", "DataBundle": "data", "ImageData": "data",
+    "create_model": "models", "list_models": "models",
+    "fit": "train", "FitResult": "train", "evaluate": "train", "predict": "train",
+    "BiasvarError": "errors", "ConfigError": "errors", "DataError": "errors",
+    "ModelError": "errors", "CheckpointError": "errors", "TrainingDiverged": "errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'biasvar' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

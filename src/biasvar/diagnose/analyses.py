@@ -27,7 +27,7 @@ COMPLEXITY_PARAMS = {
     "width": "capacity up", "depth": "capacity up", "epochs": "capacity up (longer training)",
     "weight_decay": "regularisation up", "dropout": "regularisation up",
     "augment_strength": "regularisation up (augmentation strength)", "l1": "regularisation up",
-    "label_smoothing": "regularisation up",
+    "label_smoothing": "regularisation up", "lr": "optimisation (learning rate)",
 }
 SAMPLINGS = ("bootstrap", "split", "subsample", "seed")
 

@@ -92,7 +92,7 @@ def add_parsers(sub: Any, add_config_flags: Callable, run_opts: Callable) -> Non
     cp = csub.add_parser("complexity", help="error vs width, depth, weight decay, dropout, "
                          "epochs, augmentation strength...")
     cp.add_argument("--param", required=True, help="width, depth, epochs, weight_decay, dropout, "
-                    "augment_strength, l1, label_smoothing")
+                    "augment_strength, l1, label_smoothing, lr")
     cp.add_argument("--values", required=True, help="comma-separated values, e.g. 8,16,32,64")
     cp.add_argument("--seeds", type=int, default=2, help="seeds per value")
     _decomp_opts(cp, 0)
@@ -209,6 +209,8 @@ class _Session:
         unique = _dedupe(jobs)
         todo = [j for j in unique if not self.store.done(j)]
         est = estimate_seconds(todo, self.data, self.seconds_per_image())
+        for note in self.data.notes:
+            print(f"note: {note}")
         print(f"{self.data.summary()}\nrun directory: {self.run_dir}\n"
               f"{len(unique)} fits planned, {len(unique) - len(todo)} already stored, "
               f"{len(todo)} to train; estimated {est / 60:.1f} min")

@@ -628,8 +628,9 @@ def _remedies(f: _Facts, curve: _Curve, th: Thresholds, label: str, bias_high: b
             f"{bias_why}; the reference trains with {used}, which holds the train error up")
     lr = _num(cfg.get("lr"))
     add("tune_lr", "bias",
-        f"try --lr {lr * 3:.2g} and --lr {lr / 3:.2g} (or `biasvar tune` over lr)" if lr
-        else "try --lr 3x higher and 3x lower (or `biasvar tune` over lr)",
+        f"try --lr {lr * 3:.2g} and --lr {lr / 3:.2g} (or `biasvar curve complexity --param lr "
+        f"--values {lr / 3:.2g},{lr:.2g},{lr * 3:.2g}`)" if lr
+        else "try --lr 3x higher and 3x lower",
         f"{bias_why}: a badly set learning rate leaves the train error high")
 
     # --- variance side
