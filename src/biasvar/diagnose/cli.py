@@ -185,20 +185,20 @@ class _Session:
         self.t0 = time.perf_counter()
 
     def seconds_per_image(self) -> float:
+        """Seconds per training image at the chosen precision (from the timing probe)."""
         t = self.precision["timings_ms"]
-        key = f"{self.precision['precision']}{'+channels_last' if self.precision['channels_last'] else ''}"
-        ms = t.get(key) or (min(t.values()) if t else None)
-        if ms is None:  # fixed precision: time it
-            from ..train import choose_precision
-            from ..train._fit import build_model
+        if not t:  # precision fixed by the user, so nothing was timed yet: time it now
             from ..models import is_conv
-            from ..train import resolve_device
+            from ..train import choose_precision, resolve_device
+            from ..train._fit import build_model
 
-            probe = choose_precision(replace(self.cfg, precision="auto"),
-                                     build_model(self.cfg, self.data), self.data.input_shape,
-                                     self.data.num_classes, resolve_device(self.cfg.device),
-                                     conv=is_conv(self.cfg.model))
-            ms = min(probe["timings_ms"].values())
+            t = choose_precision(replace(self.cfg, precision="auto"),
+                                 build_model(self.cfg, self.data), self.data.input_shape,
+                                 self.data.num_classes, resolve_device(self.cfg.device),
+                                 conv=is_conv(self.cfg.model))["timings_ms"]
+        key = self.precision["precision"] + ("+channels_last" if self.precision["channels_last"]
+                                             else "")
+        ms = t.get(key, min(t.values()))
         return ms / 1000.0 / int(self.cfg.batch_size)
 
     def execute(self, jobs: list) -> None:
