@@ -30,6 +30,7 @@ test-slow: setup
 
 bench: setup system-deps
 	$(BIN)/python bench/bench_train.py
+	TQDM_DISABLE=1 $(BIN)/python bench/bench_stream.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

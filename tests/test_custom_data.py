@@ -467,24 +467,29 @@ def test_strict_flag_fails_on_corrupt_files(tmp_path):
               words=("--strict", "a/zero.png (empty file"))
 
 
-def test_memory_budget_refuses_and_suggests_a_size(tmp_path, monkeypatch):
+def test_memory_budget_with_stream_never_refuses_and_suggests_a_size(tmp_path, monkeypatch):
     grey_folder(tmp_path / "data", classes=("a", "b"), per=15)  # 30 grey images of 8×8
     before = snapshot(tmp_path)
-    r = run_cli("train", "--dataset", "imagefolder:data", cwd=tmp_path,
+    r = run_cli("train", "--dataset", "imagefolder:data", "--stream", "never", cwd=tmp_path,
                 env={"BIASVAR_MEMORY_BUDGET": "1500"})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     err = r.stderr
     assert "30 images decoded to 1×8×8 need 1.9 KiB" in err, err
-    assert "the 1.5 KiB allowed (BIASVAR_MEMORY_BUDGET)" in err and "Streaming" in err
+    assert "the 1.5 KiB allowed (BIASVAR_MEMORY_BUDGET)" in err and "--stream auto" in err
     # the suggested size is the largest that fits: 30·s² ≤ 1500 < 30·(s+1)²
     s = int(err.split("--image-size (at most ")[1].split(":")[0])
     assert 30 * s * s <= 1500 < 30 * (s + 1) ** 2
     assert snapshot(tmp_path) == before
     monkeypatch.setenv("BIASVAR_MEMORY_BUDGET", "1500")
-    pool, _, _ = load_imagefolder(str(tmp_path / "data"), ExperimentConfig(image_size=s))
-    assert pool.x.numel() <= 1500  # the suggestion works
+    never = ExperimentConfig(stream="never")
+    pool, _, _ = load_imagefolder(str(tmp_path / "data"), dataclasses.replace(never, image_size=s))
+    assert not pool.streamed and pool.x.numel() <= 1500  # the suggestion works
     with pytest.raises(DataError, match="decoded to 3×8×8 need 5.6 KiB.*--channels 1"):
-        load_imagefolder(str(tmp_path / "data"), ExperimentConfig(channels=3))
+        load_imagefolder(str(tmp_path / "data"), dataclasses.replace(never, channels=3))
+    # by default (--stream auto) the same set is streamed from disk, with a note saying so
+    pool, _, notes = load_imagefolder(str(tmp_path / "data"), ExperimentConfig())
+    assert pool.streamed and tuple(pool.x.shape) == (30, 1, 8, 8)
+    assert any("decoded again every epoch" in n and f"at most {s}" in n for n in notes), notes
 
 
 # -- CSV manifests --------------------------------------------------------------------------------

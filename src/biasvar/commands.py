@@ -152,7 +152,8 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
     if result.stop_reason:
         print(result.stop_reason)
     metrics, lps = evaluate(result.model, data, device=cfg.device,
-                            channels_last=result.precision["channels_last"], return_log_probs=True)
+                            channels_last=result.precision["channels_last"], return_log_probs=True,
+                            workers=cfg.loader_workers)
     atomic_write_json(run_dir / "gallery.json", most_confidently_wrong(data, lps["test"]))
     atomic_write_json(run_dir / "metrics.json", metrics)
     epoch_s = [h["seconds"] for h in result.history]
@@ -189,7 +190,7 @@ def _evaluate(run_dir: Path, which: str, device: str) -> int:
     except RuntimeError as e:
         raise CheckpointError(f"{run_dir / f'{which}.pt'}: does not fit the model in "
                               f"config.yaml ({str(e).splitlines()[0]}).") from None
-    metrics = evaluate(model, data, device=device)
+    metrics = evaluate(model, data, device=device, workers=cfg.loader_workers)
     atomic_write_json(run_dir / "metrics.json", metrics)
     print(f"{run_dir}: scored {which}.pt (epoch {ck['epoch']})")
     print_metrics(metrics)

@@ -71,6 +71,10 @@ class ExperimentConfig:
     strict: bool = _opt(False, "stop on unreadable image files (and class folders without "
                         "images) instead of skipping them with a note", group="data",
                         semantic=False)
+    stream: str = _opt("auto", "custom images: auto (read them from disk every epoch when the "
+                       "decoded set would not fit the memory budget), always, or never (fail "
+                       "instead)", choices=("auto", "always", "never"), group="data",
+                       semantic=False)
     # --- model ------------------------------------------------------------------------------
     model: str = _opt("cnn", "model name (`biasvar models` lists them) or package.module:factory",
                       group="model")
@@ -117,6 +121,10 @@ class ExperimentConfig:
                                lo=1, hi=1024, group="runtime", semantic=False)
     tensorboard: bool = _opt(False, "also write the per-epoch history as TensorBoard events",
                              group="runtime", semantic=False)
+    loader_workers: int | None = _opt(None, "DataLoader worker processes decoding streamed "
+                                      "images; None = the cores less one (at least 1); 0 = "
+                                      "decode in the training process", lo=0, hi=64,
+                                      group="runtime", semantic=False)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -18,6 +18,7 @@ from ..config import ExperimentConfig
 from ..errors import DataError, unknown_name
 from ._builtin import BUILTIN, DatasetInfo, check_root, read_idx
 from ._split import stratified_split, stratified_subset
+from ._stream import stats_from_sums
 from ._types import DataBundle, ImageData
 
 __all__ = ["load_data", "build_bundle", "list_datasets", "ImageData", "DataBundle",
@@ -125,18 +126,17 @@ def build_bundle(name: str, pool: ImageData, test: ImageData | None,
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units."""
+    if not isinstance(x, torch.Tensor):  # streamed: from the sums measured when it was opened
+        return x.channel_stats()
     c = x.shape[1]
     flat = x.transpose(0, 1).reshape(c, -1)
-    s1 = torch.zeros(c, dtype=torch.float64)
-    s2 = torch.zeros(c, dtype=torch.float64)
+    s1 = torch.zeros(c, dtype=torch.int64)  # exact integer sums, as for streamed images
+    s2 = torch.zeros(c, dtype=torch.int64)
     for chunk in flat.split(1 << 22, dim=1):  # bounded memory for large sets
-        f = chunk.double() / 255.0
-        s1 += f.sum(1)
-        s2 += (f * f).sum(1)
-    n = flat.shape[1]
-    mean = s1 / n
-    std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
-    return tuple(float(v) for v in mean), tuple(max(float(v), 1e-3) for v in std)
+        v = chunk.long()
+        s1 += v.sum(1)
+        s2 += (v * v).sum(1)
+    return stats_from_sums(s1.numpy(), s2.numpy(), flat.shape[1])
 
 
 def _register_custom_sources() -> None:

@@ -1,9 +1,11 @@
 """The user's own images: ``imagefolder:PATH``, ``csv:PATH`` and any ``torch.utils.data.Dataset``.
 
 Every source is decoded **once** into the same uint8 ``(N, C, H, W)`` tensor the built-in datasets
-use, so training, splits and analyses do not know where the images came from. None of these
-sources has its own test split: :func:`biasvar.data.build_bundle` carves a stratified one
-(``test_fraction``), and the run directory's ``splits.npz`` records it.
+use, so training, splits and analyses do not know where the images came from — or, when that
+tensor would not fit in memory, into a :class:`~biasvar.data._stream.StreamImages` that decodes
+the same pixels again every epoch. None of these sources has its own test split:
+:func:`biasvar.data.build_bundle` carves a stratified one (``test_fraction``), and the run
+directory's ``splits.npz`` records it.
 
 Rules (each one is also said in the bundle's notes when it applied):
 
@@ -38,8 +40,12 @@ Rules (each one is also said in the bundle's notes when it applied):
   images that all share one size keep it; mixed sizes go to the median of the shorter sides,
   and a note says so.
 * **Memory.** The decoded tensor must fit in :data:`MEMORY_FRACTION` of physical memory
-  (``BIASVAR_MEMORY_BUDGET`` bytes overrides); otherwise a DataError suggests an
-  ``--image-size`` that fits. There is no streaming-from-disk path (yet).
+  (``BIASVAR_MEMORY_BUDGET`` bytes overrides). A set that does not (or any set, with
+  ``--stream always``) is scanned once — every image decoded, unreadable ones handled as above,
+  per-image channel sums kept for the mean/std — and then read from disk every epoch by
+  DataLoader worker processes (``--loader-workers``), a note saying so and which
+  ``--image-size`` would fit. ``--stream never`` fails instead, suggesting that size. An
+  iterable dataset without ``len`` and ``[i]`` cannot be streamed.
 """
 from __future__ import annotations
 
@@ -256,20 +262,44 @@ def memory_budget() -> tuple[int, str]:
                                         f"{_fmt_bytes(ram)} of memory")
 
 
-def _check_memory(what: str, n: int, c: int, hw: tuple[int, int]) -> None:
+def _memory_fix(n: int, c: int, budget: int) -> str:
+    side = int((budget / max(1, n * c)) ** 0.5)
+    fix = (f"a smaller --image-size (at most {side}: {n} images × {c}×{side}×{side} = "
+           f"{_fmt_bytes(n * c * side * side)})" if side >= 4 else "fewer images")
+    return fix + (", or --channels 1 for grey images," if c == 3 else "")
+
+
+def _stream_note(cfg: Any, what: str, n: int, c: int, hw: tuple[int, int], *,
+                 streamable: bool = True) -> str | None:
+    """Whether ``n`` images decoded to ``c``×``hw`` are streamed from disk: ``None`` (decode them
+    into memory) or the note that says why they are streamed. Raises DataError when they do not
+    fit the memory budget and cannot be streamed (``--stream never``, or an iterable dataset)."""
+    mode = getattr(cfg, "stream", "auto")
+    if mode == "always":
+        if not streamable:
+            raise DataError(f"{what}: stream 'always' needs a dataset with __len__ and "
+                            "__getitem__, to read its images on demand; this one can only be "
+                            "iterated. Use stream 'auto' to hold it in memory.")
+        return (f"{what}: the images are decoded again every epoch (--stream always), by "
+                "DataLoader worker processes (--loader-workers).")
     need = n * c * hw[0] * hw[1]
     budget, why = memory_budget()
     if need <= budget:
-        return
-    side = int((budget / max(1, n * c)) ** 0.5)
-    fix = (f"use a smaller --image-size (at most {side}: {n} images × {c}×{side}×{side} = "
-           f"{_fmt_bytes(n * c * side * side)})" if side >= 4 else
-           "use fewer images")
-    grey = ", or --channels 1 for grey images" if c == 3 else ""
-    raise DataError(f"{what}: {n} images decoded to {c}×{hw[0]}×{hw[1]} need "
-                    f"{_fmt_bytes(need)} of memory, more than the {_fmt_bytes(budget)} allowed "
-                    f"({why}); {fix}{grey}. (Streaming images from disk is not supported "
-                    "yet.)")
+        return None
+    head = (f"{what}: {n} images decoded to {c}×{hw[0]}×{hw[1]} need {_fmt_bytes(need)} of "
+            f"memory, more than the {_fmt_bytes(budget)} allowed ({why})")
+    if not streamable:  # an iterable: n is only how many were read so far
+        raise DataError(f"{what}: the images read so far ({n}, decoded to {c}×{hw[0]}×{hw[1]}) "
+                        f"already need more than the {_fmt_bytes(budget)} of memory allowed "
+                        f"({why}), and a dataset without __len__ and __getitem__ cannot be read "
+                        "from disk on demand: give it both so biasvar can stream it, or use a "
+                        "smaller --image-size.")
+    if mode == "never":
+        raise DataError(f"{head}; use {_memory_fix(n, c, budget)} or --stream auto to stream "
+                        "them (decode them again every epoch) instead.")
+    return (f"{head}, so they are streamed: decoded again every epoch by DataLoader worker "
+            f"processes (--loader-workers), which is slower than memory; "
+            f"{_memory_fix(n, c, budget)} would fit in memory.")
 
 
 def _target_size(sizes: Sequence[tuple[int, int]], image_size: int | None, what: str
@@ -376,7 +406,8 @@ def _parallel(fn: Callable[[int], Any], n: int, desc: str) -> list[Any]:
     if n >= _PROGRESS_FROM:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+        # disable=None: no bar when stderr is not a terminal (logs, CI)
+        bar = tqdm(total=n, desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=None)
 
     def run(i: int) -> Any:
         try:
@@ -422,17 +453,27 @@ def decode_files(files: Sequence[Path], labels: Sequence[int], classes: Sequence
                         f"{_listing(bad)}.")
     hw, size_note = _target_size([heads[i][:2] for i in ok], cfg.image_size, what)
     # before decoding, a colour mode counts as 3 channels (its pixels may still all be grey)
-    _check_memory(what, len(ok), cfg.channels or (1 if all(heads[i][2] for i in ok) else 3), hw)
+    channels = cfg.channels or (1 if all(heads[i][2] for i in ok) else None)
+    stream_note = _stream_note(cfg, what, len(ok), channels or 3, hw)
+    if stream_note is None:
+        def body(i: int) -> np.ndarray | str:
+            try:
+                return _decode(files[i], hw)
+            except Exception as e:  # noqa: BLE001
+                return _reason(e)
 
-    def body(i: int) -> np.ndarray | str:
-        try:
-            return _decode(files[i], hw)
-        except Exception as e:  # noqa: BLE001
-            return _reason(e)
+        arrays = _parallel(lambda j: body(ok[j]), len(ok), "decoding images")
+        keep = [j for j, a in enumerate(arrays) if isinstance(a, np.ndarray)]
+        bad += [f"{names[ok[j]]} ({arrays[j]})" for j in range(len(ok))
+                if isinstance(arrays[j], str)]
+    else:
+        from ._stream import FileReader, StreamImages, loader_workers, scan
 
-    arrays = _parallel(lambda j: body(ok[j]), len(ok), "decoding images")
-    keep = [j for j, a in enumerate(arrays) if isinstance(a, np.ndarray)]
-    bad += [f"{names[ok[j]]} ({arrays[j]})" for j in range(len(ok)) if isinstance(arrays[j], str)]
+        reader = FileReader([files[i] for i in ok], [names[i] for i in ok], hw)
+        found = scan(reader, channels, workers=loader_workers(cfg),
+                     progress_from=_PROGRESS_FROM)
+        keep = found.rows.tolist()
+        bad += [f"{reader.name(j)} ({reason})" for j, reason in found.bad]
     if bad:
         if _strict(cfg):
             raise DataError(f"{what}: {len(bad)} of {len(files)} image files cannot be read "
@@ -446,14 +487,27 @@ def decode_files(files: Sequence[Path], labels: Sequence[int], classes: Sequence
                         f"{_listing(bad)}.")
     if size_note:
         notes.append(size_note)
-    kept = [arrays[j] for j in keep]
-    idx = [ok[j] for j in keep]
-    x, channel_note = _stack(kept, cfg.channels, what)
+    if stream_note is None:
+        x, channel_note = _stack([arrays[j] for j in keep], cfg.channels, what)
+    else:
+        x = StreamImages(reader, found.rows, found.channels, found.sums, what)
+        channel_note = (_colour_note(what, found.n_colour, len(keep))
+                        if channels is None else None)
     if channel_note:
         notes.append(channel_note)
+    if stream_note:
+        notes.append(stream_note)
+    idx = [ok[j] for j in keep]
     y = torch.as_tensor([labels[i] for i in idx], dtype=torch.int64)
     _check_classes(what, y.numpy(), classes)
     return Decoded(x, y, list(classes), [names[i] for i in idx], notes)
+
+
+def _colour_note(what: str, n_colour: int, n: int) -> str | None:
+    if not n_colour:
+        return None
+    return (f"{what}: {n_colour} of {n} images are in colour, so all are used with 3 channels; "
+            "--channels 1 converts them to grey.")
 
 
 def _stack(arrays: list[np.ndarray], channels: int | None, what: str
@@ -463,9 +517,7 @@ def _stack(arrays: list[np.ndarray], channels: int | None, what: str
     note = None
     if channels is None:
         channels = 3 if n_colour else 1
-        if n_colour:
-            note = (f"{what}: {n_colour} of {len(arrays)} images are in colour, so all are "
-                    "used with 3 channels; --channels 1 converts them to grey.")
+        note = _colour_note(what, n_colour, len(arrays))
     h, w = arrays[0].shape[:2]
     x = np.empty((len(arrays), channels, h, w), dtype=np.uint8)
     for i in range(len(arrays)):
@@ -748,10 +800,15 @@ def _image_of(v: Any) -> np.ndarray:
                      "(H, W), or a numpy array (H, W[, C])")
 
 
+def _map_style(dataset: Any) -> bool:
+    """True for datasets read by index (``len`` and ``[i]``), which can be streamed."""
+    return (not isinstance(dataset, torch.utils.data.IterableDataset)
+            and hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"))
+
+
 def _items(dataset: Any) -> Iterable[tuple[int, Any]]:
     """(i, item) pairs: by index for map-style datasets and sequences, else by iteration."""
-    iterable = isinstance(dataset, torch.utils.data.IterableDataset)
-    if not iterable and hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
+    if _map_style(dataset):
         for i in range(len(dataset)):
             try:
                 yield i, dataset[i]
@@ -790,7 +847,15 @@ def decode_dataset(dataset: Any, cfg: Any, *, classes: Sequence[str] | None = No
     decode a test source like its training source)."""
     size = (int(cfg.image_size),) * 2 if cfg.image_size is not None else hw
     channels = cfg.channels if channels is None else channels
+    streamable = _map_style(dataset)
+    # pixels are kept until they pass the memory budget; past it (or with --stream always) only
+    # the labels, sizes and colour flags are, and the images are streamed from the dataset
+    keep_pixels = getattr(cfg, "stream", "auto") != "always"
+    if not keep_pixels:
+        _stream_note(cfg, what, 0, 1, (1, 1), streamable=streamable)  # an iterable: refused
     arrays: list[np.ndarray] = []
+    shapes: list[tuple[int, int]] = []
+    n_colour = 0
     raw_labels: list[int | str] = []
     nbytes = 0
     budget, _ = memory_budget()
@@ -805,17 +870,19 @@ def decode_dataset(dataset: Any, cfg: Any, *, classes: Sequence[str] | None = No
             raise DataError(f"{what}[{i}]: {e}.") from None
         if size is not None:
             a = _resize(a, size)
-        arrays.append(a)
+        shapes.append(a.shape[:2])
+        n_colour += a.ndim == 3
         raw_labels.append(lab)
-        nbytes += a.nbytes
-        if nbytes > budget:  # stop early; the exact check (at the final size) follows
-            try:
-                n = len(dataset)
-            except TypeError:  # an iterable without a length
-                n = len(arrays)
-            _check_memory(what, max(n, len(arrays)), channels or (3 if a.ndim == 3 else 1),
-                          a.shape[:2])
-    if not arrays:
+        if keep_pixels:
+            arrays.append(a)
+            nbytes += a.nbytes
+            if nbytes > budget:  # estimate the whole set at this image's size
+                n = max(len(dataset) if streamable else 0, len(arrays))
+                # raises when it will not fit and cannot be streamed (never, an iterable)
+                if _stream_note(cfg, what, n, channels or (3 if n_colour else 1), a.shape[:2],
+                                streamable=streamable) is not None:
+                    keep_pixels, arrays = False, []
+    if not raw_labels:
         raise DataError(f"{what}: the dataset is empty.")
     kinds = {type(v) for v in raw_labels}
     if len(kinds) > 1:
@@ -844,19 +911,53 @@ def decode_dataset(dataset: Any, cfg: Any, *, classes: Sequence[str] | None = No
         if min(y) < 0:
             raise DataError(f"{what}: label {min(y)} is negative; class numbers are 0..K-1.")
     if size is None:
-        size, note = _target_size([a.shape[:2] for a in arrays], None, what)
+        size, note = _target_size(shapes, None, what)
         if note:
             notes.append(note)
+    c = channels or (3 if n_colour else 1)
+    stream_note = _stream_note(cfg, what, len(raw_labels), c, size, streamable=streamable)
+    if stream_note is None and len(arrays) == len(raw_labels):
         arrays = [_resize(a, size) for a in arrays]
-    _check_memory(what, len(arrays), channels or (3 if any(a.ndim == 3 for a in arrays) else 1),
-                  size)
-    x, note = _stack(arrays, channels, what)
-    if note:
-        notes.append(note)
+        x, note = _stack(arrays, channels, what)
+    else:
+        from ._stream import DatasetReader, StreamImages, loader_workers, scan
+
+        # pixels dropped while reading (only with stream auto, for a map-style dataset), though
+        # at the final size they would fit: stream them rather than read the dataset again
+        stream_note = stream_note or (f"{what}: the images passed the memory budget while "
+                                      "being read, so they are decoded again every epoch.")
+        arrays = []
+        reader = DatasetReader(dataset, size)
+        _check_repeatable(reader, what)
+        found = scan(reader, c, workers=loader_workers(cfg), progress_from=_PROGRESS_FROM)
+        if found.bad:
+            raise DataError(f"{what}: {len(found.bad)} items could not be read a second time "
+                            f"({_listing([f'#{i} ({r})' for i, r in found.bad])}); a streamed "
+                            "dataset must return the same items every time it is read.")
+        x = StreamImages(reader, found.rows, c, found.sums, what)
+        note = _colour_note(what, n_colour, len(raw_labels)) if channels is None else None
+    for n_ in (note, stream_note):
+        if n_:
+            notes.append(n_)
     yt = torch.as_tensor(y, dtype=torch.int64)
     if check:
         _check_classes(what, yt.numpy(), names)
     return Decoded(x, yt, names, [f"#{i}" for i in range(len(y))], notes)
+
+
+def _check_repeatable(reader: Any, what: str, k: int = 4) -> None:
+    """A streamed dataset is read every epoch: its first items must come back the same (a random
+    transform in the dataset would change the pixels, and the mean/std measured once)."""
+    for i in range(min(k, len(reader))):
+        try:
+            same = np.array_equal(reader.read(i), reader.read(i))
+        except Exception as e:  # noqa: BLE001 - the user's dataset code
+            raise DataError(f"{what}[{i}] raised {type(e).__name__} when read again: {e}") from None
+        if not same:
+            raise DataError(f"{what}[{i}] returns different pixels each time it is read (a random "
+                            "transform?). Streamed images are read every epoch and must not "
+                            "change: remove random transforms from the dataset and use biasvar's "
+                            "--augment, or make the set fit in memory (--image-size).")
 
 
 def _suggest_name(name: str, known: Sequence[str]) -> str:

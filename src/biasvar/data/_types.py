@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,9 +12,12 @@ __all__ = ["ImageData", "DataBundle"]
 
 @dataclass
 class ImageData:
-    """Images ``x`` uint8 (N, C, H, W) and labels ``y`` int64 (N,)."""
+    """Images ``x`` uint8 (N, C, H, W) and labels ``y`` int64 (N,).
 
-    x: torch.Tensor
+    ``x`` is a tensor, or for sets too large for memory a
+    :class:`~biasvar.data._stream.StreamImages` that decodes from disk on demand."""
+
+    x: Any  # torch.Tensor | StreamImages
     y: torch.Tensor
     classes: list[str]
 
@@ -24,9 +28,15 @@ class ImageData:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    @property
+    def streamed(self) -> bool:
+        """True when the images are read from disk on demand rather than held in memory."""
+        return not isinstance(self.x, torch.Tensor)
+
     def subset(self, idx: np.ndarray | torch.Tensor) -> "ImageData":
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return ImageData(self.x[idx], self.y[idx], self.classes)
+        x = self.x.take(idx) if self.streamed else self.x[idx]
+        return ImageData(x, self.y[idx], self.classes)
 
 
 @dataclass
@@ -60,5 +70,10 @@ class DataBundle:
 
     def summary(self) -> str:
         c, h, w = self.input_shape
+        streamed = " (streamed: decoded again every epoch)" if self.streamed else ""
         return (f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} "
-                f"test images, {c}x{h}x{w}, {self.num_classes} classes")
+                f"test images, {c}x{h}x{w}, {self.num_classes} classes{streamed}")
+
+    @property
+    def streamed(self) -> bool:
+        return self.train.streamed or self.val.streamed or self.test.streamed

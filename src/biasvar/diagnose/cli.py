@@ -308,7 +308,8 @@ def _reference_metrics(session: _Session, ref_job: Any) -> dict[str, Any]:
     ck = load_checkpoint(d / which)
     model = build_model(session.cfg, session.data)
     model.load_state_dict(ck["model"])
-    metrics, lps = evaluate(model, session.data, device=session.cfg.device, return_log_probs=True)
+    metrics, lps = evaluate(model, session.data, device=session.cfg.device, return_log_probs=True,
+                            workers=session.cfg.loader_workers)
     return metrics, lps["test"]
 
 

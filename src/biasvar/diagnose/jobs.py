@@ -56,7 +56,8 @@ class FitJob:
 
     def spec(self) -> dict[str, Any]:
         cfg = config_to_dict(self.config)
-        for k in ("device", "threads", "data_root", "download", "tensorboard"):
+        for k in ("device", "threads", "data_root", "download", "tensorboard", "stream",
+                  "loader_workers"):
             cfg.pop(k, None)  # where/how fast it runs does not change what it computes
         idx = None
         if self.train_indices is not None:
@@ -119,7 +120,8 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     train_part = data if job.train_indices is None else replace(
         data, train=data.train.subset(np.unique(job.train_indices)))
     metrics, lps = evaluate(res.model, train_part, device=job.config.device,
-                            channels_last=res.precision["channels_last"], return_log_probs=True)
+                            channels_last=res.precision["channels_last"], return_log_probs=True,
+                            workers=job.config.loader_workers)
     flat = {}
     for s, m in metrics.items():
         flat[f"{s}_error"], flat[f"{s}_loss"] = m["error"], m["loss"]
@@ -189,7 +191,17 @@ class ProcessExecutor:
     def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
             on_done: Callable[[FitJob, JobResult], None], progress: Any = False) -> None:
         import multiprocessing as mp
+        import pickle
 
+        if data.streamed:  # in-memory tensors always pickle; a user's Dataset may not
+            try:
+                pickle.dumps(data)
+            except Exception as e:  # noqa: BLE001 - whatever the user's object raises
+                from ..errors import DataError
+
+                raise DataError(f"the streamed dataset cannot be sent to worker processes "
+                                f"({type(e).__name__}: {e}); define its Dataset class at module "
+                                "level, or run the fits in this process (--workers 1).") from None
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
             futures = {pool.submit(_worker, j, data, str(store.dir(j)), self.threads): j

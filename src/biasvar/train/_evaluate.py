@@ -17,24 +17,25 @@ __all__ = ["evaluate", "predict", "most_confidently_wrong"]
 
 
 def predict(model: nn.Module, data: DataBundle, split: str = "test", *, device: str = "auto",
-            channels_last: bool = False) -> np.ndarray:
-    """fp32 log-probabilities (N, K) of one split, as numpy."""
+            channels_last: bool = False, workers: int | None = None) -> np.ndarray:
+    """fp32 log-probabilities (N, K) of one split, as numpy. ``workers``: DataLoader processes
+    for streamed images (default: :func:`~biasvar.data._stream.loader_workers`)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     scale, shift = normalizer(data, dev)
     part = getattr(data, split)
     model.to(dev)
-    return predict_log_probs(model, part.x, scale, shift, dev,
-                             channels_last=channels_last).cpu().numpy()
+    return predict_log_probs(model, part.x, scale, shift, dev, channels_last=channels_last,
+                             workers=workers).cpu().numpy()
 
 
 def evaluate(model: nn.Module, data: DataBundle, *, device: str = "auto",
              splits: tuple[str, ...] = ("train", "val", "test"), channels_last: bool = False,
-             return_log_probs: bool = False) -> dict:
+             return_log_probs: bool = False, workers: int | None = None) -> dict:
     """Metrics (see metrics.classification_metrics) for each split; train is scored in eval mode
     without augmentation, so the train–validation gap is not inflated."""
     out, lps = {}, {}
     for s in splits:
-        lp = predict(model, data, s, device=device, channels_last=channels_last)
+        lp = predict(model, data, s, device=device, channels_last=channels_last, workers=workers)
         out[s] = classification_metrics(getattr(data, s).y.numpy(), log_probs=lp,
                                         classes=data.classes)
         lps[s] = lp

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from torch import nn
 from .._io import atomic_write_bytes, atomic_write_text
 from ..config import ExperimentConfig, config_hash, config_to_dict, resolve
 from ..data import DataBundle
+from ..data._stream import batches, loader_workers
 from ..data.augment import Augment, parse_augment
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..models import create_model, is_conv
@@ -150,11 +151,13 @@ class Trainer:
         self.model.to(self.device)
         if self.precision["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
-        x, y = data.train.x, data.train.y
-        if train_indices is not None:
-            idx = torch.as_tensor(np.asarray(train_indices), dtype=torch.long)
-            x, y = x[idx], y[idx]
-        self.x, self.y = x.to(self.device), y.to(self.device)
+        part = data.train if train_indices is None else data.train.subset(train_indices)
+        # in memory: the uint8 images live on the device; streamed: DataLoader workers decode
+        # each batch from disk (same pixels, same order) and it is copied over per step
+        self.streamed = part.streamed
+        self.workers = loader_workers(cfg)
+        self.x = part.x if self.streamed else part.x.to(self.device)
+        self.y = part.y.to(self.device)
         self.n = int(self.y.shape[0])
         self.bs = min(int(cfg.batch_size), self.n)
         # the last incomplete batch is dropped (each epoch reshuffles, so no image is lost for
@@ -195,6 +198,21 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def _batches(self, perm: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images, labels) on the device for each batch of the epoch's order ``perm``
+        (the last incomplete batch dropped)."""
+        bs, steps = self.bs, self.steps_per_epoch
+        if not self.streamed:
+            perm = perm.to(self.device)
+            for s in range(steps):
+                idx = perm[s * bs:(s + 1) * bs]
+                yield self.x[idx], self.y[idx]
+            return
+        order = [perm[s * bs:(s + 1) * bs] for s in range(steps)]
+        for idx, xb in zip(order, batches(self.x, order, workers=self.workers,
+                                          pin_memory=self.device.type == "cuda")):
+            yield xb.to(self.device, non_blocking=True), self.y[idx.to(self.device)]
+
     def _l1(self) -> torch.Tensor:
         return sum(p.abs().sum() for p in self.model.parameters() if p.ndim > 1 and p.requires_grad)
 
@@ -203,15 +221,14 @@ class Trainer:
         es = _epoch_seed(self.seed, self.epoch)
         gen = torch.Generator().manual_seed(es)
         torch.manual_seed(es)  # dropout
-        perm = torch.randperm(self.n, generator=gen).to(self.device)
+        perm = torch.randperm(self.n, generator=gen)
         model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         check_every = 1 if self.device.type == "cpu" else 16
-        for step in range(self.steps_per_epoch):
-            idx = perm[step * self.bs:(step + 1) * self.bs]
-            x, y = self._prepare(self.x[idx], gen), self.y[idx]
+        for step, (xb, y) in enumerate(self._batches(perm)):
+            x = self._prepare(xb, gen)
             with autocast(self.device, self.precision["precision"]):
                 logits = model(x)
                 loss = self.loss_fn(logits.float(), y)
@@ -241,7 +258,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         lp = predict_log_probs(self.model, x, self.scale, self.shift, self.device,
-                               channels_last=self.precision["channels_last"])
+                               channels_last=self.precision["channels_last"],
+                               workers=self.workers)
         yt = y.to(lp.device)
         return {"loss": float(F.nll_loss(lp, yt)), "accuracy": float((lp.argmax(1) == yt).float().mean())}
 
@@ -382,16 +400,26 @@ def history_csv(history: list[dict[str, float]]) -> str:
 @torch.no_grad()
 def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
                       shift: torch.Tensor, device: torch.device, *, batch_size: int = 1024,
-                      channels_last: bool = False) -> torch.Tensor:
+                      channels_last: bool = False, workers: int | None = None) -> torch.Tensor:
     """fp32 log-probabilities (N, K) of uint8 images (N, C, H, W), in eval mode, on ``device``.
 
-    Inference runs in fp32 (never bf16): the decomposition's variance terms are sensitive to
-    rounding of the log-probabilities."""
+    ``x`` is a tensor or streamed images (decoded by ``workers`` DataLoader processes; default
+    :func:`~biasvar.data._stream.loader_workers`). Inference runs in fp32 (never bf16): the
+    decomposition's variance terms are sensitive to rounding of the log-probabilities."""
     was_training = model.training
     model.eval()
     out = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True).float().mul_(scale).sub_(shift)
+    starts = range(0, x.shape[0], batch_size)
+    if isinstance(x, torch.Tensor):
+        chunks: Iterable[torch.Tensor] = (x[i:i + batch_size] for i in starts)
+    else:  # streamed: smaller batches bound the decoded images in flight between processes
+        batch_size = min(batch_size, 256)
+        starts = range(0, x.shape[0], batch_size)
+        chunks = batches(x, [range(i, min(i + batch_size, len(x))) for i in starts],
+                         workers=loader_workers() if workers is None else workers,
+                         pin_memory=device.type == "cuda")
+    for chunk in chunks:
+        xb = chunk.to(device, non_blocking=True).float().mul_(scale).sub_(shift)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         out.append(F.log_softmax(model(xb).float(), dim=1))
