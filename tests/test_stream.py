@@ -258,7 +258,10 @@ def test_a_dataset_with_random_transforms_cannot_be_streamed():
     with pytest.raises(DataError, match=r"source\[0\] returns different pixels each time.*"
                                         "--augment"):
         decode_dataset(_Noisy(items), ExperimentConfig(stream="always"))
-    assert len(decode_dataset(_Noisy(items), ExperimentConfig()).y) == 20  # in memory: fine
+    mem = decode_dataset(_Noisy(items), ExperimentConfig())  # in memory: decoded once, a note
+    assert len(mem.y) == 20 and any("applied once and frozen" in n for n in mem.notes)
+    plain = decode_dataset(Pairs(items), ExperimentConfig())
+    assert not any("frozen" in n for n in plain.notes)
 
 
 def test_stream_always_refuses_an_iterable_and_unpicklable_datasets_refuse_workers():

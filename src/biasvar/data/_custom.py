@@ -918,6 +918,11 @@ def decode_dataset(dataset: Any, cfg: Any, *, classes: Sequence[str] | None = No
     stream_note = _stream_note(cfg, what, len(raw_labels), c, size, streamable=streamable)
     if stream_note is None and len(arrays) == len(raw_labels):
         arrays = [_resize(a, size) for a in arrays]
+        if streamable and _changes_when_read(arrays, size, dataset):
+            notes.append(f"{what}: the dataset returns different pixels each time an item is "
+                         "read (a random transform?). Its images were decoded once, so that "
+                         "transform was applied once and frozen; remove it and use biasvar's "
+                         "--augment, which draws new augmentations every epoch.")
         x, note = _stack(arrays, channels, what)
     else:
         from ._stream import DatasetReader, StreamImages, loader_workers, scan
@@ -943,6 +948,19 @@ def decode_dataset(dataset: Any, cfg: Any, *, classes: Sequence[str] | None = No
     if check:
         _check_classes(what, yt.numpy(), names)
     return Decoded(x, yt, names, [f"#{i}" for i in range(len(y))], notes)
+
+
+def _changes_when_read(arrays: list[np.ndarray], size: tuple[int, int], dataset: Any,
+                       k: int = 4) -> bool:
+    """True when reading one of the first ``k`` items again gives other pixels."""
+    from ._stream import DatasetReader
+
+    reader = DatasetReader(dataset, size)
+    try:
+        return any(not np.array_equal(reader.read(i), arrays[i])
+                   for i in range(min(k, len(arrays))))
+    except Exception:  # noqa: BLE001 - a dataset that cannot be read twice: nothing to say
+        return False
 
 
 def _check_repeatable(reader: Any, what: str, k: int = 4) -> None:

@@ -177,6 +177,10 @@ def _worker(job: FitJob, data: DataBundle, job_dir: str, threads: int) -> JobRes
     import torch
 
     torch.set_num_threads(threads)
+    if data.streamed and job.config.loader_workers is None:
+        # this process has `threads` of the cores: its image decoders share them, rather than
+        # every fit process starting one decoder per core of the machine
+        job = replace(job, config=replace(job.config, loader_workers=max(1, threads - 1)))
     return run_job(job, data, Path(job_dir), progress=False)
 
 
