@@ -412,3 +412,22 @@ def test_target_override_and_errors():
     for bad in (1.0, -0.1, float("nan"), "0.1", True):
         with pytest.raises(ConfigError, match="target_error"):
             target_error("mnist", override=bad)
+
+
+def test_a_measured_remedy_for_the_other_side_says_why_it_ranks_first():
+    # high bias only (gap 1 point), but the learning curve measures a gain from more data
+    res = _results(train=0.09, val=0.10, learning_curve=_learning_curve(2.0, 0.5, 0.05),
+                   config={"width": 32, "epochs": 10, "lr": 0.002})
+    v = verdict(res)
+    assert v["label"] == "high_bias"
+    first, *rest = v["remedies"]
+    assert first["name"] == "more_data" and first["addresses"] == "variance"
+    assert "ranked above the bias remedies because its gain is measured" in first["evidence"]
+    nxt = next(r for r in rest if r["addresses"] == "bias")
+    assert nxt["predicted_gain"] is None
+    param = {"wider_model": "width", "train_longer": "epochs"}[nxt["name"]]
+    assert f"--param {param}" in first["evidence"]
+    assert not any("ranked above" in r["evidence"] for r in rest)
+    # when the flagged side's remedies are measured too, nothing needs explaining
+    both = verdict(_results(train=0.10, val=0.14, learning_curve=_learning_curve(2.0, 0.5, 0.05)))
+    assert not any("ranked above" in r["evidence"] for r in both["remedies"])

@@ -205,6 +205,50 @@ _VAR_ORDER = ("augmentation", "weight_decay", "dropout", "early_stopping", "more
               "ensemble", "narrower_model", "shallower_model")
 
 
+def _measure_hint(name: str, cfg: dict[str, Any]) -> str | None:
+    """The command that would measure an unmeasured remedy's gain, or None."""
+    if name == "more_data":
+        return "`biasvar curve learning`"
+    if name == "ensemble":
+        return "`biasvar decompose`"
+    param = {"wider_model": "width", "deeper_model": "depth", "train_longer": "epochs",
+             "tune_lr": "lr", "augmentation": "augment_strength", "weight_decay": "weight_decay",
+             "dropout": "dropout"}.get(name)
+    if param is None:
+        return None
+    v = _num(cfg.get(param))
+    if param in ("width", "epochs") and v:
+        values = f"{int(v // 2)},{int(v)},{int(2 * v)}"
+    elif param == "depth" and v is not None:
+        values = ",".join(str(d) for d in (int(v) - 1, int(v), int(v) + 1) if d >= 0)
+    elif param == "lr" and v:
+        values = f"{v / 3:.2g},{v:.2g},{v * 3:.2g}"
+    else:
+        values = {"augment_strength": "0,0.5,1,2", "weight_decay": "0,0.0005,0.005",
+                  "dropout": "0,0.2,0.4", "depth": "1,2,3", "width": "16,32,64",
+                  "epochs": "5,10,20", "lr": "0.0003,0.001,0.003"}[param]
+    return f"`biasvar curve complexity --param {param} --values {values}`"
+
+
+def _explain_measured_first(chosen: list[dict[str, Any]], flagged: set[str],
+                            cfg: dict[str, Any]) -> None:
+    """A measured remedy for a side the verdict did not flag, ranked above the flagged side's
+    unmeasured remedies, says why — and how to measure the first of those."""
+    for i, c in enumerate(chosen):
+        if not c["_measured"] or c["addresses"] in flagged:
+            continue
+        later = [d for d in chosen[i + 1:] if d["addresses"] in flagged and not d["_measured"]]
+        if not later:
+            return
+        first = later[0]
+        hint = _measure_hint(first["name"], cfg)
+        c["evidence"] += (f"; ranked above the {first['addresses']} remedies because its gain is "
+                          "measured and theirs are not"
+                          + (f" ({hint} measures the first, {first['name'].replace('_', ' ')})"
+                             if hint else ""))
+        return
+
+
 class _Facts:
     """Every number the rules use, read defensively from a results mapping (missing → None)."""
 
@@ -729,6 +773,8 @@ def _remedies(f: _Facts, curve: _Curve, th: Thresholds, label: str, bias_high: b
         return (2, -g, 0.0, p)
 
     chosen.sort(key=key)
+    _explain_measured_first(chosen, {s for s, h in (("bias", bias_high),
+                                                    ("variance", variance_high)) if h}, cfg)
     return [{"rank": i + 1, "name": c["name"], "action": c["action"],
              "addresses": c["addresses"], "evidence": c["evidence"],
              "predicted_gain": (float(c["predicted_gain"])
