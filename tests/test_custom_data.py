@@ -201,6 +201,12 @@ def test_fashion_csv_trains_end_to_end(fashion_available, fashion_folder, tmp_pa
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["n"] == 80 and metrics["test"]["accuracy"] > 0.3
     assert (out / "splits.npz").is_file()
+    # streamed from disk instead of decoded into memory: the very same run
+    r = run_cli("train", "--dataset", f"csv:{root / 'labels.csv'}", "--image-size", "28",
+                "--channels", "1", "--epochs", "3", "--lr", "3e-3", "--out", str(tmp_path / "st"),
+                "--stream", "always", *FAST)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "st" / "metrics.json").read_text()) == metrics
     assert snapshot(root) == before
     # the CSV lists the same files in the same order as the folder: same pool
     cfg = ExperimentConfig(image_size=28, channels=1)
