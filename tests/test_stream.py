@@ -205,6 +205,7 @@ def test_cli_trains_evaluates_and_diagnoses_a_folder_past_the_budget(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "decoded again every epoch" in r.stdout + r.stderr
     metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "env.json").read_text())["streamed"]["loader_workers"] >= 1
     r2 = run_cli("evaluate", str(out), cwd=tmp_path, env=env)
     assert r2.returncode == 0, r2.stderr[-3000:]
     again = json.loads((out / "metrics.json").read_text())

@@ -145,7 +145,8 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
             write_config(run_dir, cfg)
             save_splits(run_dir, data.indices)
             write_env(run_dir, seed=trainer.seed, device=str(trainer.device),
-                      precision=trainer.precision)
+                      precision=trainer.precision,
+                      loader_workers=trainer.workers if data.streamed else None)
 
     result = fit(cfg, data, run_dir=run_dir, resume=resume, callbacks=[_Env()],
                  progress=progress)

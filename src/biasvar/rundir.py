@@ -70,7 +70,10 @@ def _git_revision() -> str | None:
 
 
 def environment(*, seed: int | None = None, device: str | None = None,
-                precision: dict | None = None) -> dict[str, Any]:
+                precision: dict | None = None,
+                loader_workers: int | None = None) -> dict[str, Any]:
+    """Versions, machine and run facts for env.json; ``loader_workers`` is given when the
+    images were streamed (the DataLoader processes that decoded them)."""
     import torch
     import torchvision
 
@@ -86,6 +89,8 @@ def environment(*, seed: int | None = None, device: str | None = None,
         "device": device, "seed": seed, "git_revision": _git_revision(),
         "argv": sys.argv,
     }
+    if loader_workers is not None:
+        env["streamed"] = {"loader_workers": loader_workers}
     if precision is not None:
         env["precision"] = {"chosen": {"autocast": precision.get("precision"),
                                        "channels_last": precision.get("channels_last")},

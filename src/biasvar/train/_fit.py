@@ -2,7 +2,9 @@
 
 Data never leaves the device between epochs: each batch is gathered from the uint8 tensor,
 scaled to [0, 1], augmented on tensors (per-sample randomness), normalised with the training
-split's mean/std, and fed to the model under bf16 autocast / channels_last when chosen.
+split's mean/std, and fed to the model under bf16 autocast / channels_last when chosen. Images
+streamed from disk (sets too large for memory) arrive as the same uint8 batches, decoded by
+DataLoader workers in the same order, and go through the same steps.
 
 Randomness is derived from ``(seed, epoch)`` at the start of every epoch (data order, dropout,
 augmentation), so a run resumed from ``last.pt`` continues exactly as an uninterrupted one.
