@@ -156,6 +156,7 @@ def test_diagnose_results_contract(tmp_path):
                                                   - res["target_error"]["value"])
     assert res["verdict"]["label"] in ("high_bias", "high_variance", "both", "balanced")
     assert "Verdict:" in r.stdout and "Remedies" in r.stdout
+    assert "epochs_capped" not in res  # --epochs given: the profile does not cap it
 
 
 def test_dry_run_plans_without_training(tmp_path):
@@ -208,3 +209,36 @@ def test_label_noise_raises_the_loss_and_the_bias(digits, tmp_path):
     assert noisy["label_noise"] == 0.4
     assert noisy["cross_entropy"]["risk"]["value"] > clean["cross_entropy"]["risk"]["value"]
     assert noisy["zero_one"]["loss"]["value"] > clean["zero_one"]["loss"]["value"]
+
+
+def test_a_continued_analysis_keeps_the_precision_it_chose(tmp_path, monkeypatch):
+    """A rerun times the precision again; a busier machine could choose otherwise and give every
+    job a new key. The run directory's stored choice wins unless --fresh."""
+    import biasvar.train as train_pkg
+    from biasvar.cli import main
+    from biasvar.config import load_config
+
+    def timed_as(precision: str, channels_last: bool):
+        def choose(*args, **kwargs):
+            return {"precision": precision, "channels_last": channels_last, "auto": True,
+                    "timings_ms": {k: 1.0 for k in ("fp32", "fp32+channels_last", "bf16",
+                                                     "bf16+channels_last")}}
+        return choose
+
+    out = tmp_path / "run"
+    argv = ["curve", "learning", "--dataset", "digits", "--sizes", "150,300", "--seeds", "1",
+            "--epochs", "1", "--target-error", "0", "--no-progress", "--no-report",
+            "--out", str(out)]
+    monkeypatch.setattr(train_pkg, "choose_precision", timed_as("fp32", False))
+    assert main(argv) == 0
+    first = sorted(p.name for p in (out / "fits").iterdir())
+    assert load_config(out / "config.yaml").precision == "fp32"
+    monkeypatch.setattr(train_pkg, "choose_precision", timed_as("bf16", True))
+    assert main(argv) == 0
+    assert sorted(p.name for p in (out / "fits").iterdir()) == first  # all reused
+    cfg = load_config(out / "config.yaml")
+    assert (cfg.precision, cfg.channels_last) == ("fp32", "off")
+    assert main(argv + ["--fresh"]) == 0  # starting over times again
+    cfg = load_config(out / "config.yaml")
+    assert (cfg.precision, cfg.channels_last) == ("bf16", "on")
+    assert not set(first) & {p.name for p in (out / "fits").iterdir()}

@@ -431,3 +431,19 @@ def test_a_measured_remedy_for_the_other_side_says_why_it_ranks_first():
     # when the flagged side's remedies are measured too, nothing needs explaining
     both = verdict(_results(train=0.10, val=0.14, learning_curve=_learning_curve(2.0, 0.5, 0.05)))
     assert not any("ranked above" in r["evidence"] for r in both["remedies"])
+
+
+def test_train_longer_points_at_the_configured_epochs_when_the_profile_capped_them():
+    falling = [{"epoch": i + 1, "train_loss": 0.8 * 0.7 ** i} for i in range(3)]
+    res = _results(train=0.09, val=0.10, config={"epochs": 3, "lr": 0.002, "width": 32})
+    res["reference"]["history"] = falling
+    plain = {r["name"]: r for r in verdict(res)["remedies"]}["train_longer"]
+    assert plain["action"] == "--epochs 6 and --lr 0.004"
+    res["epochs_capped"] = {"fits": 3, "configured": 10}
+    capped = {r["name"]: r for r in verdict(res)["remedies"]}["train_longer"]
+    assert capped["action"].startswith("train the configured 10 epochs")
+    assert "trained 3 of the configured 10 epochs" in capped["evidence"]
+    # the command that would measure it sweeps around the configured budget
+    res["learning_curve"] = _learning_curve(2.0, 0.5, 0.05)
+    first = verdict(res)["remedies"][0]
+    assert first["name"] == "more_data" and "--param epochs --values 5,10,20" in first["evidence"]

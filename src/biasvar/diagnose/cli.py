@@ -147,6 +147,26 @@ def _decompose_file(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _stored_precision(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The precision an earlier (perhaps interrupted) run in ``run_dir`` chose for ``auto``, so a
+    continued run finds its stored fits: timing again could choose differently (a busy machine)
+    and give every job a new key."""
+    from ..config import load_config
+
+    path = run_dir / "config.yaml"
+    if (cfg.precision != "auto" and cfg.channels_last != "auto") or not path.is_file():
+        return None
+    try:
+        prev = load_config(path)
+    except Exception:  # noqa: BLE001 - an unreadable old config: time again
+        return None
+    p = prev.precision if cfg.precision == "auto" else cfg.precision
+    cl = prev.channels_last if cfg.channels_last == "auto" else cfg.channels_last
+    if p == "auto" or cl == "auto":
+        return None
+    return {"precision": p, "channels_last": cl == "on", "timings_ms": {}, "auto": True}
+
+
 class _Session:
     """Loads data, plans jobs, runs them with one overall progress bar, writes results.json."""
 
@@ -169,8 +189,11 @@ class _Session:
         # concrete precision for every job, so the jobs' keys and results do not depend on a
         # timing that could choose differently next time
         dev = resolve_device(cfg.device)
-        self.precision = choose_precision(cfg, build_model(cfg, self.data), self.data.input_shape,
-                                          self.data.num_classes, dev, conv=is_conv(cfg.model))
+        self.precision = None if args.fresh else _stored_precision(self.run_dir, cfg)
+        if self.precision is None:
+            self.precision = choose_precision(cfg, build_model(cfg, self.data),
+                                              self.data.input_shape, self.data.num_classes, dev,
+                                              conv=is_conv(cfg.model))
         self.cfg = replace(cfg, precision=self.precision["precision"],
                            channels_last="on" if self.precision["channels_last"] else "off")
         if not args.dry_run:
@@ -322,6 +345,7 @@ def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     from .verdict import verdict
 
     profile = PROFILES[args.profile]
+    configured_epochs = resolve(cfg).epochs
     cfg = _apply_profile(cfg, args, profile)
     target = target_error(cfg.dataset, args.target_error)
     rounds = args.rounds if args.rounds is not None else profile.rounds
@@ -355,7 +379,9 @@ def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     if profile.complexity:
         cx = complexity_curve(s.runner, cfg, s.data, param=profile.complexity[0],
                               values=cx_values, seeds=seeds[:2])
-    results = s.results(profile=args.profile, profile_note=profile.note,
+    capped = ({"fits": int(cfg.epochs), "configured": int(configured_epochs)}
+              if cfg.epochs < configured_epochs else None)
+    results = s.results(profile=args.profile, profile_note=profile.note, epochs_capped=capped,
                         reference={**metrics, "history": ref_res.history}, **gap,
                         learning_curve=lc, complexity_curve=cx, decomposition=dec)
     results["verdict"] = verdict(results)

@@ -272,6 +272,11 @@ class _Facts:
         if self.gap is None and self.train_err is not None and self.val_err is not None:
             self.gap = self.val_err - self.train_err
 
+        # a diagnose profile that trained fewer epochs than configured: {fits, configured}
+        cap = r.get("epochs_capped")
+        self.capped = (cap if isinstance(cap, dict) and _num(cap.get("fits")) is not None
+                       and _num(cap.get("configured")) is not None else None)
+
         # Training loss: recomputed from the history (so the `falling` threshold applies), else
         # the stored judgement.
         history = ref.get("history")
@@ -654,6 +659,12 @@ def _remedies(f: _Facts, curve: _Curve, th: Thresholds, label: str, bias_high: b
         why = (f"{bias_why}; {f.falling.get('evidence')}" if falling
                else f"{bias_why}; no training history, so whether the loss was still falling is "
                "unknown")
+        if f.capped:  # the profile's cap, not the user's budget, is what fell short
+            fits, full = int(f.capped["fits"]), int(f.capped["configured"])
+            act = (f"train the configured {full} epochs (--profile thorough does), not the "
+                   f"{fits} of this quick diagnosis")
+            why += (f"; the fits trained {fits} of the configured {full} epochs, so part of this "
+                    "bias is that cap")
         add("train_longer", "bias", act, why)
     wd, dp = _num(cfg.get("weight_decay")), _num(cfg.get("dropout"))
     ls = _num(cfg.get("label_smoothing"))
@@ -773,8 +784,9 @@ def _remedies(f: _Facts, curve: _Curve, th: Thresholds, label: str, bias_high: b
         return (2, -g, 0.0, p)
 
     chosen.sort(key=key)
+    hint_cfg = {**cfg, "epochs": f.capped["configured"]} if f.capped else cfg
     _explain_measured_first(chosen, {s for s, h in (("bias", bias_high),
-                                                    ("variance", variance_high)) if h}, cfg)
+                                                    ("variance", variance_high)) if h}, hint_cfg)
     return [{"rank": i + 1, "name": c["name"], "action": c["action"],
              "addresses": c["addresses"], "evidence": c["evidence"],
              "predicted_gain": (float(c["predicted_gain"])
