@@ -185,6 +185,10 @@ def test_fashion_imagefolder_trains_and_evaluates_end_to_end(fashion_available, 
     assert not (tr & va or tr & te or va & te) and tr | va | te == set(range(400))
     assert np.bincount(y[sorted(te)]).tolist() == [8] * 10  # stratified: 20 % of each class
     assert snapshot(root) == before  # nothing written into the data folder
+    # the gallery names each wrong image's file, which holds the true label's class folder
+    gallery = json.loads((out / "gallery.json").read_text())
+    assert gallery and all((root / g["source"]).is_file() for g in gallery)
+    assert all(g["source"].startswith(g["true"] + "/") for g in gallery)
     # a later command reading the saved config decodes the folder again into the same split
     again = load_data(resolve(load_config(out / "config.yaml")))
     for k in ("train", "val", "test"):

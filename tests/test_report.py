@@ -344,3 +344,15 @@ def test_report_from_another_machine_trains_nothing(run_dir: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {p.name for p in run_dir.iterdir()} - before == {"report.html"}
     assert "TORCH False False" in proc.stdout, proc.stdout
+
+
+def test_gallery_names_the_source_file_escaped(run_dir: Path) -> None:
+    gallery = json.loads((run_dir / "gallery.json").read_text())
+    gallery[0]["source"] = "cats/<b>odd</b> name.png"
+    gallery[1]["source"] = "#17"
+    (run_dir / "gallery.json").write_text(json.dumps(gallery))
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    assert "<b>odd</b>" not in text
+    caps = [e["text"] for e in parse(text) if e["tag"] == "figcaption"]
+    assert "cats/<b>odd</b> name.png" in caps[0] and "#17" in caps[1]
+    assert all("name.png" not in c for c in caps[1:])  # the built-ins' entries have none

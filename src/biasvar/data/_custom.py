@@ -97,7 +97,7 @@ class Decoded:
     notes: list[str] = field(default_factory=list)
 
     def image_data(self) -> ImageData:
-        return ImageData(self.x, self.y, list(self.classes))
+        return ImageData(self.x, self.y, list(self.classes), list(self.paths))
 
 
 # ------------------------------------------------------------------------------------------

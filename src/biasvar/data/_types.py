@@ -20,10 +20,14 @@ class ImageData:
     x: Any  # torch.Tensor | StreamImages
     y: torch.Tensor
     classes: list[str]
+    #: where each image came from, for the user's own data: its file (relative to the dataset)
+    #: or ``#i``, its item number in a Python Dataset; None for the built-in datasets
+    names: list[str] | None = None
 
     def __post_init__(self) -> None:
         assert self.x.dtype == torch.uint8 and self.x.ndim == 4, (self.x.dtype, self.x.shape)
         assert self.y.dtype == torch.int64 and self.y.shape == (self.x.shape[0],)
+        assert self.names is None or len(self.names) == len(self.y)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -36,7 +40,8 @@ class ImageData:
     def subset(self, idx: np.ndarray | torch.Tensor) -> "ImageData":
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         x = self.x.take(idx) if self.streamed else self.x[idx]
-        return ImageData(x, self.y[idx], self.classes)
+        names = None if self.names is None else [self.names[int(i)] for i in idx]
+        return ImageData(x, self.y[idx], self.classes, names)
 
 
 @dataclass

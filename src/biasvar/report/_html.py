@@ -87,6 +87,7 @@ tr.low td{background:#fff4e5}
 .gallery img{display:block;width:100%;height:auto;image-rendering:pixelated;background:#000;
  border-radius:3px}
 .gallery .t{color:#1a7f37}.gallery .p{color:#b42318}
+.gallery .src{display:block;overflow-wrap:anywhere;font-size:11px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:18px;align-items:start}
 table.kv{font-size:12.5px}table.kv td{padding:3px 6px}
 table.kv td:first-child{white-space:nowrap;width:1%}
@@ -577,12 +578,15 @@ def _gallery(run: _Run) -> str:
         if not isinstance(b64, str) or not _B64.match(b64.replace("\n", "")):
             continue
         conf = _num(g.get("confidence"))
+        src = g.get("source")
+        src_html = (f'<br><span class="muted src" title="{_e(src)}">{_e(src)}</span>'
+                    if isinstance(src, str) and src else "")
         cards.append(
             f'<figure><img alt="test image {_e(g.get("index", ""))}" '
             f'src="data:image/png;base64,{b64.replace(chr(10), "")}">'
             f'<figcaption>true: <b class="t">{_e(g.get("true", "?"))}</b><br>'
             f'predicted: <b class="p">{_e(g.get("pred", "?"))}</b><br>'
-            f'<span class="muted">{_pct(conf)} · #{_e(g.get("index", "?"))}</span>'
+            f'<span class="muted">{_pct(conf)} · #{_e(g.get("index", "?"))}</span>{src_html}'
             "</figcaption></figure>")
     if not cards:
         return ""
@@ -590,8 +594,8 @@ def _gallery(run: _Run) -> str:
                     f'<div class="gallery">{"".join(cards)}</div>',
                     "The test images the model got wrong with the highest confidence, most "
                     "confident first (percent: the model's confidence in its wrong prediction; "
-                    "#: index in the test split). Look for label noise, ambiguous images and "
-                    "confusable classes.")
+                    "#: index in the test split; below it, the image's file for your own "
+                    "data). Look for label noise, ambiguous images and confusable classes.")
 
 
 def _details(run: _Run) -> str:

@@ -57,7 +57,10 @@ def most_confidently_wrong(data: DataBundle, log_probs: np.ndarray, k: int = 16)
         arr = img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
         buf = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-        out.append({"index": int(i), "true": data.classes[int(y[i])],
-                    "pred": data.classes[int(pred[i])], "confidence": float(conf[i]),
-                    "image_png_b64": base64.b64encode(buf.getvalue()).decode("ascii")})
+        entry = {"index": int(i), "true": data.classes[int(y[i])],
+                 "pred": data.classes[int(pred[i])], "confidence": float(conf[i]),
+                 "image_png_b64": base64.b64encode(buf.getvalue()).decode("ascii")}
+        if data.test.names is not None:  # the user's own data: which file (or item) it is
+            entry["source"] = data.test.names[int(i)]
+        out.append(entry)
     return out
