@@ -242,3 +242,24 @@ def test_a_continued_analysis_keeps_the_precision_it_chose(tmp_path, monkeypatch
     cfg = load_config(out / "config.yaml")
     assert (cfg.precision, cfg.channels_last) == ("bf16", "on")
     assert not set(first) & {p.name for p in (out / "fits").iterdir()}
+
+
+def test_a_finished_job_keeps_its_final_weights_without_training_state(digits, tmp_path):
+    from biasvar import resolve
+    from biasvar.errors import CheckpointError
+    from biasvar.train import build_model, fit, predict
+    from biasvar.train._fit import load_checkpoint
+
+    cfg = resolve(ExperimentConfig(**FAST, model="mlp", width=16, epochs=2))
+    job = FitJob(cfg, 0)
+    store = JobStore(tmp_path)
+    (res,) = JobRunner(store, digits).run([job])
+    ck = load_checkpoint(store.dir(job) / "last.pt")
+    assert ck["kind"] == "final" and "optimizer" not in ck and "scheduler" not in ck
+    # the kept weights are the ones that made the stored test predictions
+    model = build_model(cfg, digits)
+    model.load_state_dict(ck["model"])
+    np.testing.assert_allclose(predict(model, digits, "test", device="cpu"),
+                               res.test_log_probs, rtol=0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="finished analysis fit.*--weights"):
+        fit(cfg, digits, run_dir=store.dir(job), resume=True, progress=False)

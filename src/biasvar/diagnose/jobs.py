@@ -4,7 +4,7 @@ A :class:`FitJob` is a frozen spec — resolved config, which training rows, see
 with a deterministic key (a hash of the spec). Its result is stored under
 ``<run_dir>/fits/<key>/``: ``last.pt``/``best.pt``/``history.csv`` while it trains, then
 ``test_log_probs.npy`` (fp32, m×K) and ``result.json`` (written last, atomically: its presence
-means the job is done). Analyses ask a :class:`JobStore` for results; an executor runs the jobs
+means the job is done); then ``last.pt`` keeps only the final weights (no optimizer state). Analyses ask a :class:`JobStore` for results; an executor runs the jobs
 that are missing — serially, in local processes, or (later) as Ray tasks — and the same spec
 gives the same result (to float tolerance, same thread count). A job killed mid-way resumes from
 its own ``last.pt``.
@@ -135,7 +135,24 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
         "key": job.key, "tag": job.tag, "metrics": flat, "history": res.history, "n_train": n,
         "seconds": result.seconds, "precision": res.precision, "best_epoch": res.best_epoch,
         "stop_reason": res.stop_reason, "resumed_from_epoch": res.resumed_from_epoch})
+    _drop_training_state(job_dir / "last.pt")
     return result
+
+
+def _drop_training_state(path: Path) -> None:
+    """A done job is reused, never resumed: its last.pt keeps the weights and what describes
+    them, and drops the optimizer and scheduler state (for Adam twice the weights' size)."""
+    from ..train._fit import _to_bytes, load_checkpoint
+
+    try:
+        ck = load_checkpoint(path)
+    except Exception:  # noqa: BLE001 - nothing there to slim
+        return
+    if "optimizer" not in ck:
+        return
+    ck = {k: v for k, v in ck.items() if k not in ("optimizer", "scheduler")}
+    ck["kind"] = "final"
+    atomic_write_bytes(path, _to_bytes(ck))
 
 
 class JobStore:

@@ -297,6 +297,10 @@ class Trainer:
         ck = load_checkpoint(path)
         if ck.get("kind") == "best":
             raise CheckpointError(f"{path}: this is a best.pt (weights only); resume from last.pt.")
+        if ck.get("kind") == "final":
+            raise CheckpointError(f"{path}: the final weights of a finished analysis fit (its "
+                                  "training state was dropped when it finished); it cannot be "
+                                  "resumed. Use it with --weights to start a new run from it.")
         if ck["config_hash"] != self.key:
             diff = [k for k, v in config_to_dict(self.cfg).items() if ck["config"].get(k) != v]
             raise CheckpointError(
