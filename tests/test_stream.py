@@ -283,3 +283,22 @@ def test_stream_always_refuses_an_iterable_and_unpicklable_datasets_refuse_worke
         ProcessExecutor(2).run([job], JobStore(Path(".")), data, lambda j, r: None)
 
 
+
+
+def test_a_streamed_fit_starts_its_workers_once_not_every_epoch(tmp_path, monkeypatch):
+    import biasvar.data._stream as stream
+
+    grey_folder(tmp_path / "d", classes=("a", "b"), per=20)
+    cfg = ExperimentConfig(dataset=f"imagefolder:{tmp_path / 'd'}", stream="always", epochs=3,
+                           batch_size=8, **EXACT, loader_workers=1)
+    data = load_data(cfg)
+    made = []
+    original = stream._loader
+
+    def spy(dataset, workers, **kw):
+        made.append(kw.get("persistent_workers"))
+        return original(dataset, workers, **kw)
+
+    monkeypatch.setattr(stream, "_loader", spy)
+    assert len(fit(cfg, data, progress=False).history) == 3
+    assert made == [True, True]  # one loader for training, one for validation, all 3 epochs

@@ -26,7 +26,7 @@ import torch
 from ..errors import DataError
 
 __all__ = ["StreamImages", "FileReader", "DatasetReader", "ScanResult", "scan", "batches",
-           "loader_workers", "stats_from_sums"]
+           "BatchLoader", "loader_workers", "stats_from_sums"]
 
 
 def loader_workers(cfg: Any = None) -> int:
@@ -232,19 +232,69 @@ def _worker_context() -> Any:
 def _loader(dataset: torch.utils.data.Dataset, workers: int, **kw: Any) -> Any:
     # its own generator: seeding the workers must not draw from the global torch RNG, which
     # drives dropout (a streamed run stays identical to an in-memory one)
+    kw.setdefault("persistent_workers", False)
     return torch.utils.data.DataLoader(
         dataset, num_workers=workers, prefetch_factor=2 if workers else None,
-        persistent_workers=False, generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator().manual_seed(0),
         multiprocessing_context=_worker_context() if workers else None, **kw)
+
+
+class _Order:
+    """A batch sampler whose batches are set before each pass (read in the main process when a
+    pass starts, so persistent workers serve every epoch's new order)."""
+
+    def __init__(self) -> None:
+        self.lists: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.lists)
+
+    def __len__(self) -> int:
+        return len(self.lists)
+
+
+class BatchLoader:
+    """uint8 ``(B, C, H, W)`` batches of ``images``, decoded by ``workers`` DataLoader processes
+    (0: in this process) a few batches ahead. The workers are started once and serve every pass
+    (``loader(index_lists)``: the batches at the rows of each list, in order) until
+    :meth:`close` — one start per fit instead of one per epoch (seconds where workers spawn)."""
+
+    def __init__(self, images: StreamImages, *, workers: int, pin_memory: bool = False):
+        self.images = images
+        self._order = _Order()
+        self._loader: Any = _loader(_Items(images), workers, batch_sampler=self._order,
+                                    collate_fn=_collate, pin_memory=pin_memory,
+                                    persistent_workers=workers > 0)
+
+    def __call__(self, index_lists: Sequence[Sequence[int]]) -> Iterator[torch.Tensor]:
+        if self._loader is None:
+            raise RuntimeError("BatchLoader used after close()")
+        self._order.lists = [list(map(int, b)) for b in index_lists]
+        return _checked(iter(self._loader), self.images)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        loader, self._loader = self._loader, None
+        it = getattr(loader, "_iterator", None)
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+    def __enter__(self) -> "BatchLoader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def batches(images: StreamImages, index_lists: Sequence[Sequence[int]], *, workers: int,
             pin_memory: bool = False) -> Iterator[torch.Tensor]:
-    """uint8 ``(B, C, H, W)`` batches of ``images`` at the rows of each list, in order, decoded
-    by ``workers`` DataLoader processes (0: in this process) a few batches ahead."""
-    loader = _loader(_Items(images), workers, batch_sampler=[list(map(int, b)) for b in index_lists],
-                     collate_fn=_collate, pin_memory=pin_memory)
-    it = iter(loader)
+    """One pass of :class:`BatchLoader` (its workers stop when the pass ends)."""
+    with BatchLoader(images, workers=workers, pin_memory=pin_memory) as loader:
+        yield from loader(index_lists)
+
+
+def _checked(it: Iterator, images: StreamImages) -> Iterator[torch.Tensor]:
+    """The batches of a DataLoader iterator, with its failures as clear DataErrors."""
     while True:
         try:
             b = next(it)

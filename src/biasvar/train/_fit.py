@@ -27,7 +27,7 @@ from torch import nn
 from .._io import atomic_write_bytes, atomic_write_text
 from ..config import ExperimentConfig, config_hash, config_to_dict, resolve
 from ..data import DataBundle
-from ..data._stream import batches, loader_workers
+from ..data._stream import BatchLoader, batches, loader_workers
 from ..data.augment import Augment, parse_augment
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..models import create_model, is_conv
@@ -160,6 +160,8 @@ class Trainer:
         self.workers = loader_workers(cfg)
         self.x = part.x if self.streamed else part.x.to(self.device)
         self.y = part.y.to(self.device)
+        # streamed: worker processes started once per fit, for the training and validation passes
+        self._loaders: dict[str, BatchLoader] = {}
         self.n = int(self.y.shape[0])
         self.bs = min(int(cfg.batch_size), self.n)
         # the last incomplete batch is dropped (each epoch reshuffles, so no image is lost for
@@ -211,9 +213,19 @@ class Trainer:
                 yield self.x[idx], self.y[idx]
             return
         order = [perm[s * bs:(s + 1) * bs] for s in range(steps)]
-        for idx, xb in zip(order, batches(self.x, order, workers=self.workers,
-                                          pin_memory=self.device.type == "cuda")):
+        for idx, xb in zip(order, self._loader("train", self.x)(order)):
             yield xb.to(self.device, non_blocking=True), self.y[idx.to(self.device)]
+
+    def _loader(self, name: str, images: Any) -> BatchLoader:
+        if name not in self._loaders:
+            self._loaders[name] = BatchLoader(images, workers=self.workers,
+                                              pin_memory=self.device.type == "cuda")
+        return self._loaders[name]
+
+    def _close_loaders(self) -> None:
+        for loader in self._loaders.values():
+            loader.close()
+        self._loaders.clear()
 
     def _l1(self) -> torch.Tensor:
         return sum(p.abs().sum() for p in self.model.parameters() if p.ndim > 1 and p.requires_grad)
@@ -259,9 +271,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        loader = None if isinstance(x, torch.Tensor) else self._loader("val", x)
         lp = predict_log_probs(self.model, x, self.scale, self.shift, self.device,
                                channels_last=self.precision["channels_last"],
-                               workers=self.workers)
+                               workers=self.workers, loader=loader)
         yt = y.to(lp.device)
         return {"loss": float(F.nll_loss(lp, yt)), "accuracy": float((lp.argmax(1) == yt).float().mean())}
 
@@ -352,6 +365,7 @@ class Trainer:
                 self.progress.postfix({"loss": logs["train_loss"], "val_acc": logs["val_accuracy"]})
         finally:
             self.progress.close()
+            self._close_loaders()
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return FitResult(model=self.model, history=self.history, config=self.cfg,
@@ -406,11 +420,12 @@ def history_csv(history: list[dict[str, float]]) -> str:
 @torch.no_grad()
 def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
                       shift: torch.Tensor, device: torch.device, *, batch_size: int = 1024,
-                      channels_last: bool = False, workers: int | None = None) -> torch.Tensor:
+                      channels_last: bool = False, workers: int | None = None,
+                      loader: BatchLoader | None = None) -> torch.Tensor:
     """fp32 log-probabilities (N, K) of uint8 images (N, C, H, W), in eval mode, on ``device``.
 
-    ``x`` is a tensor or streamed images (decoded by ``workers`` DataLoader processes; default
-    :func:`~biasvar.data._stream.loader_workers`). Inference runs in fp32 (never bf16): the
+    ``x`` is a tensor or streamed images (decoded by ``loader``, else by ``workers`` DataLoader
+    processes started for this call; default :func:`~biasvar.data._stream.loader_workers`). Inference runs in fp32 (never bf16): the
     decomposition's variance terms are sensitive to rounding of the log-probabilities."""
     was_training = model.training
     model.eval()
@@ -421,9 +436,10 @@ def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
     else:  # streamed: smaller batches bound the decoded images in flight between processes
         batch_size = min(batch_size, 256)
         starts = range(0, x.shape[0], batch_size)
-        chunks = batches(x, [range(i, min(i + batch_size, len(x))) for i in starts],
-                         workers=loader_workers() if workers is None else workers,
-                         pin_memory=device.type == "cuda")
+        lists = [range(i, min(i + batch_size, len(x))) for i in starts]
+        chunks = (loader(lists) if loader is not None else
+                  batches(x, lists, workers=loader_workers() if workers is None else workers,
+                          pin_memory=device.type == "cuda"))
     for chunk in chunks:
         xb = chunk.to(device, non_blocking=True).float().mul_(scale).sub_(shift)
         if channels_last:
