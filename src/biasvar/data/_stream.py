@@ -3,11 +3,11 @@
 :class:`StreamImages` stands in for the uint8 ``(N, C, H, W)`` tensor ``ImageData.x``. It has that
 tensor's ``shape``, ``dtype`` and ``ndim``; ``x[i]`` decodes image ``i`` to a ``(C, H, W)`` uint8
 tensor; ``x.take(rows)`` selects rows (repeats allowed, for bootstrap samples); and
-:func:`batches` yields uint8 batches decoded by ``torch.utils.data.DataLoader`` worker processes
-while the training process runs the model. An image is decoded by the same functions as on the
-in-memory path (PIL, the mode rules, the bilinear resize, the channel conversion), so a streamed
-set gives the same pixels, and the same training run batch for batch, as if it had fitted in
-memory (the tests check both).
+:class:`BatchLoader` yields uint8 batches decoded by ``torch.utils.data.DataLoader`` worker
+processes (started once per fit) while the training process runs the model. An image is
+decoded by the same functions as on the in-memory path (PIL, the mode rules, the bilinear resize,
+the channel conversion), so a streamed set gives the same pixels, and the same training run batch
+for batch, as if it had fitted in memory (the tests check both).
 
 Opening a streamed set scans it once (:func:`scan`, with the same workers): every image is decoded,
 those that cannot be are reported like on the in-memory path, and per-image channel sums are kept,
