@@ -494,8 +494,13 @@ def test_memory_budget_with_stream_never_refuses_and_suggests_a_size(tmp_path, m
     never = ExperimentConfig(stream="never")
     pool, _, _ = load_imagefolder(str(tmp_path / "data"), dataclasses.replace(never, image_size=s))
     assert not pool.streamed and pool.x.numel() <= 1500  # the suggestion works
-    with pytest.raises(DataError, match="decoded to 3×8×8 need 5.6 KiB.*--channels 1"):
+    with pytest.raises(DataError, match="decoded to 3×8×8 need 5.6 KiB") as e:
         load_imagefolder(str(tmp_path / "data"), dataclasses.replace(never, channels=3))
+    assert "--channels 1" not in str(e.value)  # grey would need 1.9 KiB: no better
+    monkeypatch.setenv("BIASVAR_MEMORY_BUDGET", "2000")  # grey fits, colour does not
+    with pytest.raises(DataError, match=r"or --channels 1 \(30 images × 1×8×8 = 1.9 KiB\)"):
+        load_imagefolder(str(tmp_path / "data"), dataclasses.replace(never, channels=3))
+    monkeypatch.setenv("BIASVAR_MEMORY_BUDGET", "1500")
     # by default (--stream auto) the same set is streamed from disk, with a note saying so
     pool, _, notes = load_imagefolder(str(tmp_path / "data"), ExperimentConfig())
     assert pool.streamed and tuple(pool.x.shape) == (30, 1, 8, 8)

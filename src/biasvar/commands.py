@@ -112,21 +112,27 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
                   quiet: bool = False) -> Path:
     """``biasvar train``: fit, evaluate, write the run directory; returns its path."""
     from .data import load_data
-    from .rundir import default_run_dir, prepare_run_dir, save_splits, write_config, write_env
+    from .rundir import (check_same_run, default_run_dir, prepare_run_dir, save_splits,
+                         write_config, write_env)
     from .train import evaluate, fit, most_confidently_wrong
     from .train._callbacks import Callback
     from .train._fit import preflight
 
     cfg = resolve(cfg)
     run_dir = Path(out) if out else default_run_dir("train", cfg)
-    if resume is not True and resume and not Path(resume).exists():
-        raise CheckpointError(f"--resume: {resume!r} does not exist.")
+    if resume is not True and resume:
+        if not Path(resume).exists():
+            raise CheckpointError(f"--resume: {resume!r} does not exist.")
+        from .train._fit import load_checkpoint
+
+        load_checkpoint(resume)  # a damaged or foreign file is named first
     if resume is True and not (run_dir / "last.pt").is_file() and not fresh:
         raise CheckpointError(f"--resume: no last.pt in {run_dir}; nothing to resume. Run "
                               "without --resume to start training.")
     data = load_data(cfg)  # fails early, before anything is written
     preflight(cfg, data)
     run_dir = prepare_run_dir(run_dir, fresh=fresh)
+    check_same_run(run_dir, cfg, data.indices, what="train")
     if (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file() and not resume:
         print(f"{run_dir}: already trained with this configuration (use --fresh to retrain).")
         print_metrics(read_json(run_dir / "metrics.json"))
@@ -174,6 +180,7 @@ def train_command(cfg: ExperimentConfig, *, out: str | None = None, fresh: bool 
 
 def _evaluate(run_dir: Path, which: str, device: str) -> int:
     from .data import load_data
+    from .rundir import check_same_run
     from .train import build_model, evaluate, load_checkpoint
 
     if not (run_dir / "config.yaml").is_file():
@@ -185,6 +192,7 @@ def _evaluate(run_dir: Path, which: str, device: str) -> int:
         which = "best" if cfg.early_stopping else "last"
     ck = load_checkpoint(run_dir / f"{which}.pt")
     data = load_data(cfg)
+    check_same_run(run_dir, cfg, data.indices, what="evaluate")
     model = build_model(cfg, data)
     try:
         model.load_state_dict(ck["model"])

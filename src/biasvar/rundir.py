@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_
 from .config import ExperimentConfig, config_hash, to_yaml
 from .errors import BiasvarError
 
-__all__ = ["default_run_dir", "prepare_run_dir", "environment", "write_config", "write_env",
-           "save_splits", "RUNS_ROOT"]
+__all__ = ["default_run_dir", "prepare_run_dir", "check_same_run", "environment",
+           "write_config", "write_env", "save_splits", "RUNS_ROOT"]
 
 #: where run directories go unless ``--out`` says otherwise (override with BIASVAR_RUNS)
 RUNS_ROOT = Path(os.environ.get("BIASVAR_RUNS", "runs"))
@@ -42,19 +43,68 @@ def default_run_dir(command: str, cfg: ExperimentConfig, *, extra: Any = None) -
                        f"{config_hash(cfg, extra={'command': command, 'extra': extra})}"
 
 
+#: everything biasvar writes in a run directory (``--fresh`` removes these and nothing else)
+_RUN_FILES = ("config.yaml", "env.json", "history.csv", "metrics.json", "last.pt", "best.pt",
+              "splits.npz", "gallery.json", "results.json", "report.html", "fits", "tensorboard")
+
+
 def prepare_run_dir(path: str | Path, *, fresh: bool) -> Path:
-    """Create ``path``; with ``fresh``, first remove a previous run there (only a folder that
-    looks like a biasvar run directory is ever removed)."""
+    """Create ``path``. A non-empty folder must be a biasvar run directory (a run written into
+    any other folder would mix with its files); with ``fresh``, the previous run's files are
+    removed first — only the files biasvar writes, never anything else there."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise BiasvarError(f"--out: {str(p)!r} is a file, not a folder; choose another path.")
-    if fresh and p.is_dir() and any(p.iterdir()):
+    if p.is_dir() and any(p.iterdir()):
         if not any((p / m).exists() for m in _MARKERS):
-            raise BiasvarError(f"--fresh: {str(p)!r} is not empty and is not a biasvar run "
-                               "directory; refusing to delete it. Choose another --out.")
-        shutil.rmtree(p)
+            raise BiasvarError(
+                f"--out: {str(p)!r} is not empty and is not a biasvar run directory (it has no "
+                f"{', '.join(_MARKERS)}); a run written there would mix with its files. Choose "
+                "a new or empty folder.")
+        if fresh:
+            for entry in os.scandir(p):
+                ours = entry.name in _RUN_FILES or (entry.name.startswith(".")
+                                                    and entry.name.endswith(".tmp"))
+                if not ours:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def check_same_run(run_dir: Path, cfg: ExperimentConfig, indices: dict[str, np.ndarray], *,
+                   what: str) -> None:
+    """Raise when ``run_dir`` holds a run of another configuration, or of data whose split no
+    longer matches its ``splits.npz`` (images added, removed or changed since)."""
+    from .config import config_to_dict, load_config
+
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        try:
+            old = load_config(saved)
+        except BiasvarError:
+            old = None
+        if old is not None and config_hash(old) != config_hash(cfg):
+            a, b = config_to_dict(old), config_to_dict(cfg)
+            semantic = {f.name for f in fields(cfg) if f.metadata.get("semantic", True)}
+            diff = sorted(k for k in semantic if a.get(k) != b.get(k))
+            raise BiasvarError(
+                f"{what}: {str(run_dir)!r} holds a run with another configuration (differs in: "
+                f"{', '.join(diff)}). Use --fresh to replace it, or another --out.")
+    splits = run_dir / "splits.npz"
+    if splits.is_file():
+        with np.load(splits) as z:
+            changed = sorted(k for k in indices
+                             if k in z.files and not np.array_equal(z[k], indices[k]))
+        if changed:
+            raise BiasvarError(
+                f"{what}: the data changed since {str(run_dir)!r} was trained: its "
+                f"{'/'.join(changed)} split no longer matches splits.npz (images were added, "
+                "removed or became unreadable), so its results would describe other images. "
+                "Restore the data, or train again with --fresh.")
 
 
 def _git_revision() -> str | None:

@@ -51,6 +51,14 @@ def _load_pools(cfg: ExperimentConfig) -> tuple[ImageData, ImageData | None, lis
         return out[0], out[1], list(out[2]) if len(out) > 2 else []
     if name not in BUILTIN:
         raise unknown_name("dataset", name, BUILTIN.names() + [f"{p}:PATH" for p in _SOURCES])
+    for field_name in ("image_size", "channels"):
+        if getattr(cfg, field_name) is not None:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{field_name}: {getattr(cfg, field_name)} applies to your own "
+                              "images (imagefolder:, csv:, a Python Dataset); the built-in "
+                              f"{name!r} is used as it is. Leave --{field_name.replace('_', '-')} "
+                              "out.")
     root = check_root(cfg.data_root)
     return (*BUILTIN.get(name).loader(root, cfg.download), [])
 
@@ -116,12 +124,32 @@ def build_bundle(name: str, pool: ImageData, test: ImageData | None,
         test = test.subset(keep)
     indices["train"], indices["val"] = train_idx, val_idx
     train, val = pool.subset(train_idx), pool.subset(val_idx)
+    notes = list(notes) + _missing_class_notes(name, pool.classes, (
+        ("training", train.y), ("validation", val.y), ("test", test.y)))
     if test.x.shape[1:] != train.x.shape[1:]:
         raise DataError(f"dataset {name}: test images are {tuple(test.x.shape[1:])} but training "
                         f"images are {tuple(train.x.shape[1:])}.")
     mean, std = channel_stats(train.x)
     return DataBundle(name=name, train=train, val=val, test=test, classes=list(pool.classes),
                       mean=mean, std=std, indices=indices, notes=list(notes))
+
+
+def _missing_class_notes(name: str, classes: Sequence[str],
+                         splits: Sequence[tuple[str, torch.Tensor]]) -> list[str]:
+    """A note per split that has no image of some class (too few images to go round)."""
+    out = []
+    for split, y in splits:
+        counts = np.bincount(y.numpy(), minlength=len(classes))
+        missing = [repr(classes[k]) for k in np.flatnonzero(counts == 0)]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                              else "")
+            out.append(f"dataset {name}: the {split} split has no image of {len(missing)} "
+                       f"class{'es' if len(missing) > 1 else ''} ({shown}): too few images to go "
+                       "round. Its metrics for them are undefined; add images to those classes"
+                       + (" or use a larger --train-subset" if split == "training" else "")
+                       + ".")
+    return out
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -252,9 +252,13 @@ def memory_budget() -> tuple[int, str]:
     env = os.environ.get("BIASVAR_MEMORY_BUDGET")
     if env:
         try:
-            return int(float(env)), "BIASVAR_MEMORY_BUDGET"
+            value = float(env)
         except ValueError:
-            raise DataError(f"BIASVAR_MEMORY_BUDGET: {env!r} is not a number of bytes.") from None
+            value = float("nan")
+        if not value >= 0 or value == float("inf"):
+            raise DataError(f"BIASVAR_MEMORY_BUDGET: {env!r} is not a number of bytes (0 or "
+                            "more); e.g. BIASVAR_MEMORY_BUDGET=4e9 for 4 GB.") from None
+        return int(value), "BIASVAR_MEMORY_BUDGET"
     ram = _physical_memory()
     if ram is None:
         return 8 << 30, "a fixed 8 GiB (physical memory unknown)"
@@ -262,15 +266,17 @@ def memory_budget() -> tuple[int, str]:
                                         f"{_fmt_bytes(ram)} of memory")
 
 
-def _memory_fix(n: int, c: int, budget: int) -> str:
+def _memory_fix(n: int, c: int, hw: tuple[int, int], budget: int) -> str:
     side = int((budget / max(1, n * c)) ** 0.5)
     fix = (f"a smaller --image-size (at most {side}: {n} images × {c}×{side}×{side} = "
            f"{_fmt_bytes(n * c * side * side)})" if side >= 4 else "fewer images")
-    return fix + (", or --channels 1 for grey images," if c == 3 else "")
+    grey = n * hw[0] * hw[1]
+    return fix + (f", or --channels 1 ({n} images × 1×{hw[0]}×{hw[1]} = {_fmt_bytes(grey)})"
+                  if c == 3 and grey <= budget else "")
 
 
 def _stream_note(cfg: Any, what: str, n: int, c: int, hw: tuple[int, int], *,
-                 streamable: bool = True) -> str | None:
+                 streamable: bool = True, estimated: bool = False) -> str | None:
     """Whether ``n`` images decoded to ``c``×``hw`` are streamed from disk: ``None`` (decode them
     into memory) or the note that says why they are streamed. Raises DataError when they do not
     fit the memory budget and cannot be streamed (``--stream never``, or an iterable dataset)."""
@@ -286,8 +292,10 @@ def _stream_note(cfg: Any, what: str, n: int, c: int, hw: tuple[int, int], *,
     budget, why = memory_budget()
     if need <= budget:
         return None
-    head = (f"{what}: {n} images decoded to {c}×{hw[0]}×{hw[1]} need {_fmt_bytes(need)} of "
-            f"memory, more than the {_fmt_bytes(budget)} allowed ({why})")
+    counted = (" (files in colour modes counted as colour: their pixels are only known once "
+               "decoded)" if estimated else "")
+    head = (f"{what}: {n} images decoded to {c}×{hw[0]}×{hw[1]}{counted} need "
+            f"{_fmt_bytes(need)} of memory, more than the {_fmt_bytes(budget)} allowed ({why})")
     if not streamable:  # an iterable: n is only how many were read so far
         raise DataError(f"{what}: the images read so far ({n}, decoded to {c}×{hw[0]}×{hw[1]}) "
                         f"already need more than the {_fmt_bytes(budget)} of memory allowed "
@@ -295,11 +303,11 @@ def _stream_note(cfg: Any, what: str, n: int, c: int, hw: tuple[int, int], *,
                         "from disk on demand: give it both so biasvar can stream it, or use a "
                         "smaller --image-size.")
     if mode == "never":
-        raise DataError(f"{head}; use {_memory_fix(n, c, budget)} or --stream auto to stream "
+        raise DataError(f"{head}; use {_memory_fix(n, c, hw, budget)} or --stream auto to stream "
                         "them (decode them again every epoch) instead.")
     return (f"{head}, so they are streamed: decoded again every epoch by DataLoader worker "
             f"processes (--loader-workers), which is slower than memory; "
-            f"{_memory_fix(n, c, budget)} would fit in memory.")
+            f"{_memory_fix(n, c, hw, budget)} would fit in memory.")
 
 
 def _target_size(sizes: Sequence[tuple[int, int]], image_size: int | None, what: str
@@ -454,7 +462,7 @@ def decode_files(files: Sequence[Path], labels: Sequence[int], classes: Sequence
     hw, size_note = _target_size([heads[i][:2] for i in ok], cfg.image_size, what)
     # before decoding, a colour mode counts as 3 channels (its pixels may still all be grey)
     channels = cfg.channels or (1 if all(heads[i][2] for i in ok) else None)
-    stream_note = _stream_note(cfg, what, len(ok), channels or 3, hw)
+    stream_note = _stream_note(cfg, what, len(ok), channels or 3, hw, estimated=channels is None)
     if stream_note is None:
         def body(i: int) -> np.ndarray | str:
             try:

@@ -44,5 +44,15 @@ def stratified_subset(y: np.ndarray, n: int, seed: int, *, what: str = "train_su
     if n < present:
         raise DataError(f"{what}: {n} images cannot hold all {present} classes; use at least "
                         f"{present}.")
-    keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    try:
+        keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y,
+                                   random_state=seed)
+    except ValueError as e:  # e.g. a class with a single image cannot be stratified
+        counts = np.bincount(y)
+        rare = [int(c) for c in np.flatnonzero((counts > 0) & (counts < 2))]
+        why = (f"class{'es' if len(rare) > 1 else ''} {', '.join(map(str, rare))} "
+               f"{'have' if len(rare) > 1 else 'has'} a single image there" if rare
+               else str(e).splitlines()[0])
+        raise DataError(f"{what}: {n} of {len(y)} images cannot be drawn stratified ({why}); use "
+                        "all of them (leave it out) or add images to the small classes.") from None
     return np.sort(keep)
