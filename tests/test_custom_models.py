@@ -118,9 +118,12 @@ def test_user_factory_trains_through_the_cli(tmp_path):
 def test_factory_gets_only_the_knobs_it_accepts(tmp_path):
     mod = write_module(tmp_path)
     path_before = list(sys.path)
-    m = create_model(f"{mod}:build", num_classes=5, in_shape=(1, 4, 4), width=7, depth=3,
-                     dropout=0.5)
+    m = create_model(f"{mod}:build", num_classes=5, in_shape=(1, 4, 4), width=7)
     assert [p.shape for p in m.parameters()] == [(7, 16), (7,), (5, 7), (5,)]
+    # a knob set for a factory that cannot take it would change nothing: refused, not ignored
+    with pytest.raises(ModelError, match="no parameter for depth 3, dropout 0.5"):
+        create_model(f"{mod}:build", num_classes=5, in_shape=(1, 4, 4), width=7, depth=3,
+                     dropout=0.5)
     assert sys.path == path_before  # the working folder was on sys.path only while importing
     create_model(f"{mod}:build_any", num_classes=5, in_shape=(1, 4, 4), width=7, depth=3)
     built = sys.modules[mod].BUILT[-1]
@@ -396,3 +399,15 @@ def test_weights_and_freeze_backbone_through_the_cli(tmp_path, cnn_run):
     ck = torch.load(out / "last.pt", weights_only=True)["model"]
     start = torch.load(cnn_run / "last.pt", weights_only=True)["model"]
     assert torch.equal(ck["features.0.weight"], start["features.0.weight"])
+
+
+def test_a_complexity_sweep_over_a_knob_the_factory_lacks_is_refused(tmp_path):
+    mod = write_module(tmp_path, FACTORY + '''
+def fixed(num_classes, in_shape):
+    c, h, w = in_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+''')
+    cli_error(tmp_path, "curve", "complexity", "--dataset", "digits", "--model", f"{mod}:fixed",
+              "--param", "width", "--values", "8,16", "--epochs", "1", *FAST,
+              words=("no parameter for width 8", "change nothing"))
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was made

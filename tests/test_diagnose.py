@@ -263,3 +263,10 @@ def test_a_finished_job_keeps_its_final_weights_without_training_state(digits, t
                                res.test_log_probs, rtol=0, atol=1e-6)
     with pytest.raises(CheckpointError, match="finished analysis fit.*--weights"):
         fit(cfg, digits, run_dir=store.dir(job), resume=True, progress=False)
+
+
+def test_thorough_plan_for_a_model_without_width_skips_the_width_curve(tmp_path):
+    r = run_cli("diagnose", "--dataset", "digits", "--model", "linear", "--profile", "thorough",
+                "--dry-run", "--out", str(tmp_path / "d"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "complexity" not in r.stdout  # no width values to sweep for a linear model

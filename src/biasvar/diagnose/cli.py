@@ -171,7 +171,8 @@ class _Session:
     """Loads data, plans jobs, runs them with one overall progress bar, writes results.json."""
 
     def __init__(self, command: str, cfg: ExperimentConfig, args: argparse.Namespace,
-                 extra_key: Any = None):
+                 extra_key: Any = None,
+                 variants: Callable[[ExperimentConfig], list] | None = None):
         from ..data import load_data
         from ..rundir import default_run_dir, prepare_run_dir, save_splits, write_config
         from ..train import choose_precision, resolve_device
@@ -185,6 +186,8 @@ class _Session:
         from ..train._fit import preflight
 
         preflight(cfg, self.data)
+        for variant in variants(cfg) if variants else ():  # e.g. a complexity curve's values:
+            preflight(variant, self.data)                    # fail before anything is written
         self.run_dir = Path(args.out) if args.out else default_run_dir(command, cfg, extra=extra_key)
         # concrete precision for every job, so the jobs' keys and results do not depend on a
         # timing that could choose differently next time
@@ -362,8 +365,14 @@ def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     dec_jobs = decomposition_jobs(cfg, s.data, rounds=rounds, sampling=sampling,
                                   fraction=args.fraction, label_noise=args.label_noise)
     cx_jobs, cx_values = [], None
-    if profile.complexity:
-        param, mults = profile.complexity
+    complexity, profile_note = profile.complexity, profile.note
+    if complexity and getattr(cfg, complexity[0]) is None:  # e.g. linear, or a user factory
+        profile_note += (f" The {complexity[0]} complexity curve was skipped: model "
+                         f"{cfg.model!r} has no {complexity[0]} (give --{complexity[0]} when "
+                         "its builder takes one).")
+        complexity = None
+    if complexity:
+        param, mults = complexity
         base = getattr(cfg, param)
         cx_values = sorted({max(1, int(round(base * m))) for m in mults})
         cx_jobs = complexity_jobs(cfg, s.data, param=param, values=cx_values, seeds=seeds[:2])
@@ -376,12 +385,12 @@ def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     dec = decomposition(s.runner, cfg, s.data, rounds=rounds, sampling=sampling,
                         fraction=args.fraction, label_noise=args.label_noise)
     cx = None
-    if profile.complexity:
-        cx = complexity_curve(s.runner, cfg, s.data, param=profile.complexity[0],
+    if complexity:
+        cx = complexity_curve(s.runner, cfg, s.data, param=complexity[0],
                               values=cx_values, seeds=seeds[:2])
     capped = ({"fits": int(cfg.epochs), "configured": int(configured_epochs)}
               if cfg.epochs < configured_epochs else None)
-    results = s.results(profile=args.profile, profile_note=profile.note, epochs_capped=capped,
+    results = s.results(profile=args.profile, profile_note=profile_note, epochs_capped=capped,
                         reference={**metrics, "history": ref_res.history}, **gap,
                         learning_curve=lc, complexity_curve=cx, decomposition=dec)
     results["verdict"] = verdict(results)
@@ -394,8 +403,8 @@ def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
 
 
 def run_curve(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
-    from .analyses import (complexity_curve, complexity_jobs, learning_curve_jobs, parse_sizes,
-                           summarize_learning_curve)
+    from .analyses import (complexity_configs, complexity_curve, complexity_jobs,
+                           learning_curve_jobs, parse_sizes, summarize_learning_curve)
     from .verdict import verdict
 
     if args.seeds < 1:
@@ -412,7 +421,8 @@ def run_curve(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     else:
         s = _Session("curve-complexity", cfg, args,
                      extra_key={"param": args.param, "values": args.values, "seeds": seeds,
-                                "rounds": args.rounds, "sampling": args.sampling})
+                                "rounds": args.rounds, "sampling": args.sampling},
+                     variants=lambda c: complexity_configs(c, args.param, args.values)[1])
         if args.rounds == 1:
             raise ConfigError("rounds: 1 is too few for a decomposition; use 0 (none) or ≥ 2.")
         jobs = complexity_jobs(s.cfg, s.data, param=args.param, values=args.values, seeds=seeds,

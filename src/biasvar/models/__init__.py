@@ -94,6 +94,15 @@ def create_model(name: str, *, num_classes: int, in_shape: tuple[int, int, int],
     except (TypeError, ValueError):
         params, takes_any = {}, True
     if not takes_any:
+        # a knob set away from its default that the builder cannot take would silently change
+        # nothing (and a complexity sweep over it would train the same model again and again)
+        unset = dict(width=None, depth=None, dropout=0.0, batchnorm=True)
+        ignored = {k: v for k, v in kwargs.items() if k not in params and v != unset[k]}
+        if ignored:
+            flags = ", ".join(f"{k} {v}" for k, v in ignored.items())
+            raise ModelError(f"model {name!r}: its builder has no parameter for {flags}, so that "
+                             "setting would change nothing. Leave it out, or (for your own "
+                             "factory) add the parameter to it.")
         kwargs = {k: v for k, v in kwargs.items() if k in params}
     try:
         model = builder(num_classes=num_classes, in_shape=in_shape, **kwargs)
