@@ -270,3 +270,19 @@ def test_thorough_plan_for_a_model_without_width_skips_the_width_curve(tmp_path)
                 "--dry-run", "--out", str(tmp_path / "d"))
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "complexity" not in r.stdout  # no width values to sweep for a linear model
+
+
+def test_diagnose_with_a_rare_class_starts_its_curve_where_every_class_fits(tmp_path):
+    from .test_custom_data import grey_folder
+
+    grey_folder(tmp_path / "ds", classes=("a", "b"), per=40)
+    grey_folder(tmp_path / "ds", classes=("rare",), per=6, seed=50)
+    r = run_cli("diagnose", "--dataset", "imagefolder:ds", "--epochs", "1", "--target-error",
+                "0", "--precision", "fp32", "--channels-last", "off", "--no-progress",
+                "--no-report", "--out", "d", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = _read(tmp_path / "d" / "results.json")
+    sizes = res["learning_curve"]["sizes"]
+    assert "were replaced by" in res["profile_note"] and f"{sizes[0]}," in res["profile_note"]
+    assert "1 epochs per fit" in res["profile_note"]  # the --epochs given, not the profile's 3
+    assert sizes == sorted(sizes) and len(sizes) >= 2

@@ -89,12 +89,19 @@ def parse_sizes(spec: str | Sequence[float], n: int) -> list[int]:
     return sizes
 
 
-def _check_classes(y_sub: np.ndarray, num_classes: int, what: str) -> None:
-    missing = sorted(set(range(num_classes)) - set(np.unique(y_sub).tolist()))
+def _check_classes(y_sub: np.ndarray, classes: Sequence[str], what: str) -> None:
+    missing = sorted(set(range(len(classes))) - set(np.unique(y_sub).tolist()))
     if missing:
         raise DataError(f"{what}: {len(y_sub)} training images leave class(es) "
-                        f"{', '.join(map(str, missing[:5]))} without any example; use a larger "
-                        "size so every class is represented.")
+                        f"{', '.join(repr(classes[k]) for k in missing[:5])} without any "
+                        "example; use a larger size so every class is represented.")
+
+
+def smallest_curve_size(cfg: ExperimentConfig, data: DataBundle) -> int:
+    """The smallest learning-curve size whose nested subset holds every class."""
+    y = data.train.y.numpy()[nested_order(data.train.y.numpy(), cfg.split_seed)]
+    present = np.unique(y)
+    return int(max(np.flatnonzero(y == c)[0] for c in present)) + 1
 
 
 def learning_curve_jobs(cfg: ExperimentConfig, data: DataBundle, *, sizes: Sequence[int],
@@ -110,7 +117,7 @@ def learning_curve_jobs(cfg: ExperimentConfig, data: DataBundle, *, sizes: Seque
             raise ConfigError(f"sizes: {size} is larger than the training set ({n} images).")
         idx = None if size == n else order[:size]
         if idx is not None:
-            _check_classes(y[idx], data.num_classes, f"learning curve size {size}")
+            _check_classes(y[idx], data.classes, f"learning curve size {size}")
         for s in seeds:
             jobs.append(FitJob(cfg, s, idx, tag=f"learning curve n={size} seed={s}"))
     return jobs
@@ -228,7 +235,7 @@ def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, 
         else:
             idx = None
         if idx is not None:
-            _check_classes(y[idx], data.num_classes, f"{sampling} sample {r}")
+            _check_classes(y[idx], data.classes, f"{sampling} sample {r}")
         jobs.append(FitJob(cfg, cfg.seed + r, idx, label_noise=label_noise,
                            noise_seed=cfg.split_seed,
                            tag=f"decomposition {sampling} {r + 1}/{rounds}"))

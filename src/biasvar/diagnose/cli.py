@@ -34,8 +34,8 @@ class Profile:
 PROFILES = {
     "quick": Profile(epochs=3, lc_fractions=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0), lc_seeds=(0, 1),
                      rounds=4, sampling="bootstrap", complexity=None,
-                     note="quick budget: 3 epochs per fit, 2 seeds per learning-curve point, 4 "
-                     "bootstrap models. With 4 models the variance terms carry a large "
+                     note="quick budget: {epochs} epochs per fit, 2 seeds per learning-curve "
+                     "point, 4 bootstrap models. With 4 models the variance terms carry a large "
                      "model-to-model uncertainty (se_models), and short training inflates "
                      "bias; use --profile thorough to separate them more finely."),
     "thorough": Profile(epochs=None, lc_fractions=(1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0),
@@ -342,14 +342,17 @@ def _reference_metrics(session: _Session, ref_job: Any) -> dict[str, Any]:
 def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     from ..train import most_confidently_wrong
     from .analyses import (decomposition_jobs, complexity_jobs, gap_diagnosis,
-                           learning_curve_jobs, reference_job, summarize_learning_curve)
+                           learning_curve_jobs, reference_job, smallest_curve_size,
+                           summarize_learning_curve)
     from .analyses import complexity_curve, decomposition
     from .targets import target_error
     from .verdict import verdict
 
     profile = PROFILES[args.profile]
+    profile_note = profile.note
     configured_epochs = resolve(cfg).epochs
     cfg = _apply_profile(cfg, args, profile)
+    profile_note = profile_note.replace("{epochs}", str(cfg.epochs))
     target = target_error(cfg.dataset, args.target_error)
     rounds = args.rounds if args.rounds is not None else profile.rounds
     sampling = args.sampling or profile.sampling
@@ -359,13 +362,19 @@ def run_diagnose(cfg: ExperimentConfig, args: argparse.Namespace) -> Path:
     cfg = s.cfg
     n = len(s.data.train)
     sizes = sorted({max(1, int(round(f * n))) for f in profile.lc_fractions})
+    smallest = smallest_curve_size(cfg, s.data)
+    if sizes[0] < smallest:  # a rare class: the smallest subsets would leave it out
+        dropped = [z for z in sizes if z < smallest]
+        sizes = sorted({z for z in sizes if z >= smallest} | {smallest})
+        profile_note += (f" Learning-curve sizes {', '.join(map(str, dropped))} were replaced by "
+                         f"{smallest}, the smallest subset that holds every class.")
     seeds = list(profile.lc_seeds)
     ref = reference_job(cfg)
     lc_jobs = learning_curve_jobs(cfg, s.data, sizes=sizes, seeds=seeds)
     dec_jobs = decomposition_jobs(cfg, s.data, rounds=rounds, sampling=sampling,
                                   fraction=args.fraction, label_noise=args.label_noise)
     cx_jobs, cx_values = [], None
-    complexity, profile_note = profile.complexity, profile.note
+    complexity = profile.complexity
     if complexity and getattr(cfg, complexity[0]) is None:  # e.g. linear, or a user factory
         profile_note += (f" The {complexity[0]} complexity curve was skipped: model "
                          f"{cfg.model!r} has no {complexity[0]} (give --{complexity[0]} when "
