@@ -411,3 +411,15 @@ def fixed(num_classes, in_shape):
               "--param", "width", "--values", "8,16", "--epochs", "1", *FAST,
               words=("no parameter for width 8", "change nothing"))
     assert not (tmp_path / "runs").exists()  # refused before a run directory was made
+
+
+def test_random_bytes_as_weights_are_called_damaged_not_code(tmp_path):
+    import numpy as np
+
+    from biasvar.models._external import load_weights
+
+    (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(3000))
+    model = create_model("mlp", num_classes=10, in_shape=(1, 8, 8), width=16)
+    with pytest.raises(ModelError, match="not a PyTorch weights file or is damaged") as e:
+        load_weights(model, str(tmp_path / "garbage.pt"))
+    assert "holds code" not in str(e.value)

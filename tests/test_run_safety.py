@@ -3,8 +3,6 @@ another configuration or of data that changed; small-data corner cases give clea
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from biasvar.data._custom import memory_budget
 from biasvar.errors import ConfigError, DataError
 
 from .conftest import run_cli
-from .test_custom_data import FAST, cli_error, grey_folder, snapshot
+from .test_custom_data import FAST, cli_error, grey_folder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -100,3 +98,12 @@ def test_a_split_without_some_class_gets_a_note(tmp_path):
                    for n in data.notes), data.notes
     full = load_data(ExperimentConfig(dataset="digits"))
     assert not any("has no image of" in n for n in full.notes)
+
+
+def test_evaluate_on_an_analysis_run_says_what_it_is(tmp_path):
+    run = tmp_path / "runs" / "c"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("dataset: digits\n")
+    (run / "results.json").write_text(json.dumps({"command": "curve"}))
+    cli_error(tmp_path, "evaluate", str(run),
+              words=("is a `biasvar curve` run", "biasvar report RUN_DIR"))

@@ -186,6 +186,11 @@ def _evaluate(run_dir: Path, which: str, device: str) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no config.yaml; point at the run "
                            "directory of a `biasvar train`.")
+    if (run_dir / "results.json").is_file() and not (run_dir / "last.pt").is_file():
+        kind = (read_json(run_dir / "results.json") or {}).get("command", "analysis")
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} is a `biasvar {kind}` run, not a `biasvar "
+                           "train` run: its results are in results.json (`biasvar report "
+                           "RUN_DIR` shows them). evaluate re-scores train runs.")
     cfg = resolve(load_config(run_dir / "config.yaml"))
     cfg = replace(cfg, device=device)
     if which == "auto":

@@ -254,7 +254,10 @@ def _read(path: str | os.PathLike) -> tuple[Path, dict[str, torch.Tensor]]:
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        if "Weights only load failed" in text:
+        # code-bearing pickles import a global (torch names it, or the raw pickle shows it);
+        # random bytes do not
+        if "Weights only load failed" in text and (re.search(r"GLOBAL", text)
+                                                   or _pickle_imports(p)):
             m = re.search(r"GLOBAL ([\w.]+)", text)
             what = f" (it references {m.group(1)})" if m else ""
             raise ModelError(
@@ -270,6 +273,19 @@ def _read(path: str | os.PathLike) -> tuple[Path, dict[str, torch.Tensor]]:
                          f"({type(e).__name__}: {msg}). Expected a file written by "
                          "torch.save(model.state_dict(), path) or a biasvar checkpoint.") from None
     return p, _unwrap(obj, p)
+
+
+def _pickle_imports(path: Path) -> bool:
+    """True when ``path`` is a plain pickle that imports something (GLOBAL / STACK_GLOBAL / INST
+    opcodes): code that would run when loaded. Read with pickletools, which runs nothing."""
+    import pickletools
+
+    try:
+        data = path.read_bytes()
+        return any(op.name in ("GLOBAL", "STACK_GLOBAL", "INST")
+                   for op, _, _ in pickletools.genops(data))
+    except Exception:  # noqa: BLE001 - not a pickle at all: damaged or random bytes
+        return False
 
 
 def _adapt_in_channels(src: torch.Tensor, want: torch.Size) -> torch.Tensor | None:
