@@ -19,13 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
+from bench_train import textbook_loop  # this folder is on sys.path when run as a script
 
 from biasvar import ExperimentConfig, fit, load_data
 from biasvar.data._stream import loader_workers
-from biasvar.models import create_model
 
 
 def _write_folder(root: Path, n: int) -> None:
@@ -47,19 +45,8 @@ def _textbook(root: Path, mean: float, std: float, workers: int) -> tuple[float,
     tf = transforms.Compose([transforms.Grayscale(1), transforms.ToTensor(),
                              transforms.Normalize((mean,), (std,))])
     ds = datasets.ImageFolder(str(root), transform=tf)
-    torch.manual_seed(0)
-    model = create_model("cnn", num_classes=10, in_shape=(1, 28, 28), width=32, depth=2)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loader = DataLoader(ds, batch_size=128, shuffle=True, drop_last=True, num_workers=workers)
-    t0 = time.perf_counter()
-    seen = 0
-    for xb, yb in loader:
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        seen += len(yb)
-    return seen / (time.perf_counter() - t0), len(ds)
+    return textbook_loop(loader, epochs=1), len(ds)
 
 
 def _biasvar(root: Path, stream: str, workers: int) -> tuple[float, dict, int]:
@@ -109,5 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

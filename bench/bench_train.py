@@ -36,10 +36,14 @@ def _textbook(x_u8: np.ndarray, y: np.ndarray, mean: float, std: float, epochs: 
         def __getitem__(self, i: int):
             return tf(Image.fromarray(x_u8[i], mode="L")), int(y[i])
 
+    return textbook_loop(DataLoader(DS(), batch_size=128, shuffle=True, drop_last=True), epochs)
+
+
+def textbook_loop(loader, epochs: int) -> float:
+    """Images/s of the tutorials' fp32 loop (the benchmark's cnn, Adam) over ``loader``."""
     torch.manual_seed(0)
     model = create_model("cnn", num_classes=10, in_shape=(1, 28, 28), width=32, depth=2)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    loader = DataLoader(DS(), batch_size=128, shuffle=True, drop_last=True)
     t0 = time.perf_counter()
     seen = 0
     for _ in range(epochs):

@@ -295,10 +295,15 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def semantic_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The fields that change what a run computes (not where or how fast it runs)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("semantic", True)}
+
+
 def config_hash(cfg: ExperimentConfig, *, extra: Any = None, length: int = 8) -> str:
     """Short stable hash of the semantic fields (and ``extra``): names run dirs and fit jobs."""
-    d = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("semantic", True)}
-    blob = json.dumps({"config": d, "extra": extra}, sort_keys=True, default=str)
+    blob = json.dumps({"config": semantic_dict(cfg), "extra": extra}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ def check_same_run(run_dir: Path, cfg: ExperimentConfig, indices: dict[str, np.n
                    what: str) -> None:
     """Raise when ``run_dir`` holds a run of another configuration, or of data whose split no
     longer matches its ``splits.npz`` (images added, removed or changed since)."""
-    from .config import config_to_dict, load_config
+    from .config import load_config, semantic_dict
 
     saved = run_dir / "config.yaml"
     if saved.is_file():
@@ -88,9 +87,8 @@ def check_same_run(run_dir: Path, cfg: ExperimentConfig, indices: dict[str, np.n
         except BiasvarError:
             old = None
         if old is not None and config_hash(old) != config_hash(cfg):
-            a, b = config_to_dict(old), config_to_dict(cfg)
-            semantic = {f.name for f in fields(cfg) if f.metadata.get("semantic", True)}
-            diff = sorted(k for k in semantic if a.get(k) != b.get(k))
+            a, b = semantic_dict(old), semantic_dict(cfg)
+            diff = sorted(k for k in a if a[k] != b[k])
             raise BiasvarError(
                 f"{what}: {str(run_dir)!r} holds a run with another configuration (differs in: "
                 f"{', '.join(diff)}). Use --fresh to replace it, or another --out.")

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_json, read_json
-from ..config import ExperimentConfig, config_to_dict
+from ..config import ExperimentConfig, semantic_dict
 from ..data import DataBundle
 
 __all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "Executor",
@@ -55,10 +55,7 @@ class FitJob:
         return None if self.train_indices is None else int(len(self.train_indices))
 
     def spec(self) -> dict[str, Any]:
-        cfg = config_to_dict(self.config)
-        for k in ("device", "threads", "data_root", "download", "tensorboard", "stream",
-                  "loader_workers"):
-            cfg.pop(k, None)  # where/how fast it runs does not change what it computes
+        cfg = semantic_dict(self.config)  # where/how fast it runs does not change the result
         idx = None
         if self.train_indices is not None:
             idx = hashlib.sha256(self.train_indices.tobytes()).hexdigest()[:16]

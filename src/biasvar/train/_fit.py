@@ -425,17 +425,19 @@ def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
     """fp32 log-probabilities (N, K) of uint8 images (N, C, H, W), in eval mode, on ``device``.
 
     ``x`` is a tensor or streamed images (decoded by ``loader``, else by ``workers`` DataLoader
-    processes started for this call; default :func:`~biasvar.data._stream.loader_workers`). Inference runs in fp32 (never bf16): the
-    decomposition's variance terms are sensitive to rounding of the log-probabilities."""
+    processes started for this call; default :func:`~biasvar.data._stream.loader_workers`).
+    Inference runs in fp32 (never bf16): the decomposition's variance terms are sensitive to
+    rounding of the log-probabilities."""
     was_training = model.training
     model.eval()
     out = []
-    starts = range(0, x.shape[0], batch_size)
-    if isinstance(x, torch.Tensor):
-        chunks: Iterable[torch.Tensor] = (x[i:i + batch_size] for i in starts)
-    else:  # streamed: smaller batches bound the decoded images in flight between processes
+    streamed = not isinstance(x, torch.Tensor)
+    if streamed:  # smaller batches bound the decoded images in flight between processes
         batch_size = min(batch_size, 256)
-        starts = range(0, x.shape[0], batch_size)
+    starts = range(0, x.shape[0], batch_size)
+    if not streamed:
+        chunks: Iterable[torch.Tensor] = (x[i:i + batch_size] for i in starts)
+    else:
         lists = [range(i, min(i + batch_size, len(x))) for i in starts]
         chunks = (loader(lists) if loader is not None else
                   batches(x, lists, workers=loader_workers() if workers is None else workers,
