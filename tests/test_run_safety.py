@@ -12,7 +12,7 @@ from biasvar.data._custom import memory_budget
 from biasvar.errors import ConfigError, DataError
 
 from .conftest import run_cli
-from .test_custom_data import FAST, cli_error, grey_folder
+from .data.test_custom_data import FAST, cli_error, grey_folder
 
 pytestmark = pytest.mark.timeout(300)
 

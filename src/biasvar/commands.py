@@ -16,7 +16,7 @@ __all__ = ["run", "add_commands", "train_command"]
 def add_commands(sub: Any, add_config_flags: Callable, run_opts: Callable) -> None:
     """Commands beyond train/evaluate/datasets/models (the bias–variance analyses, the report)."""
     try:
-        from .diagnose.cli import add_parsers
+        from .analysis.cli import add_parsers
     except ImportError:
         add_parsers = None
     if add_parsers is not None:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         path = render(Path(args.run_dir), required=True)
         print(f"report: {path}")
         return 0
-    from .diagnose.cli import run as run_analysis
+    from .analysis.cli import run as run_analysis
 
     return run_analysis(args)
 

@@ -20,8 +20,8 @@ from biasvar.data._custom import decode_dataset, load_imagefolder
 from biasvar.errors import DataError
 from biasvar.train import Callback, evaluate, fit
 
-from .conftest import run_cli
-from .test_custom_data import FAST, Pairs, grey_folder, rng_images, snapshot
+from ..conftest import run_cli
+from ..data.test_custom_data import FAST, Pairs, grey_folder, rng_images, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -266,7 +266,7 @@ def test_a_dataset_with_random_transforms_cannot_be_streamed():
 
 
 def test_stream_always_refuses_an_iterable_and_unpicklable_datasets_refuse_workers():
-    from biasvar.diagnose.jobs import FitJob, JobStore, ProcessExecutor
+    from biasvar.analysis.jobs import FitJob, JobStore, ProcessExecutor
 
     arrs = rng_images(30)
     with pytest.raises(DataError, match="stream 'always' needs a dataset with __len__"):

@@ -246,7 +246,7 @@ def decomposition(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *,
                   sampling: str = "bootstrap", fraction: float = 0.5, label_noise: float = 0.0,
                   n_boot: int = 1000) -> dict[str, Any]:
     """Bias, variance and net variance (0-1, squared error, cross-entropy) of R retrained models
-    on the fixed test set; see :func:`biasvar.diagnose.decompose.decompose`."""
+    on the fixed test set; see :func:`biasvar.analysis.decompose.decompose`."""
     jobs = decomposition_jobs(cfg, data, rounds=rounds, sampling=sampling, fraction=fraction,
                               label_noise=label_noise)
     res = runner.run(jobs)

@@ -23,7 +23,7 @@ from biasvar.report import load_run, render_report
 from ._chromium import dump_dom, find_chromium, require_chromium, screenshot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_run"
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 EVIL_CLASS = "<img src=x onerror=alert(1)>"
 EVIL_CONFIG = "</td><script>alert('cfg')</script>"
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from biasvar import ExperimentConfig, load_data
-from biasvar.diagnose.analyses import (decomposition, decomposition_jobs, learning_curve,
+from biasvar.analysis.analyses import (decomposition, decomposition_jobs, learning_curve,
                                        nested_order)
-from biasvar.diagnose.jobs import FitJob, JobRunner, JobStore, ProcessExecutor
+from biasvar.analysis.jobs import FitJob, JobRunner, JobStore, ProcessExecutor
 
-from .conftest import run_cli
+from ..conftest import run_cli
 
 FAST = dict(dataset="digits", precision="fp32", channels_last="off", threads=1)
 CLI_FAST = ["--dataset", "digits", "--precision", "fp32", "--channels-last", "off",

@@ -1,4 +1,4 @@
-"""Tests of the verdict rules (biasvar.diagnose.verdict) and the target table (targets).
+"""Tests of the verdict rules (biasvar.analysis.verdict) and the target table (targets).
 
 Mock results.json mappings of known shape stand in for real runs, as scikit-learn tests its
 curve code with mock estimators: the rules must give the label the numbers imply.
@@ -11,9 +11,9 @@ import re
 import numpy as np
 import pytest
 
-from biasvar.diagnose.curvefit import fit_power_law, summarize
-from biasvar.diagnose.targets import KNOWN_TARGETS, target_error
-from biasvar.diagnose.verdict import LABELS, Thresholds, verdict
+from biasvar.analysis.curvefit import fit_power_law, summarize
+from biasvar.analysis.targets import KNOWN_TARGETS, target_error
+from biasvar.analysis.verdict import LABELS, Thresholds, verdict
 from biasvar.errors import ConfigError
 
 

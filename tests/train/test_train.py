@@ -15,7 +15,7 @@ from biasvar import ExperimentConfig, evaluate, fit, load_data
 from biasvar.errors import CheckpointError, TrainingDiverged
 from biasvar.train import Callback, load_checkpoint
 
-from .conftest import run_cli
+from ..conftest import run_cli
 
 DIGITS = dict(dataset="digits", model="cnn", precision="fp32", channels_last="off")
 

@@ -20,8 +20,8 @@ from biasvar.models._external import (MIN_LOADED_FRACTION, WeightsWarning, find_
                                       freeze_backbone, load_weights)
 from biasvar.train import build_model
 
-from .conftest import run_cli
-from .test_custom_data import snapshot
+from ..conftest import run_cli
+from ..data.test_custom_data import snapshot
 
 FAST = ["--precision", "fp32", "--channels-last", "off", "--no-progress", "--no-report"]
 DIGITS = dict(dataset="digits", precision="fp32", channels_last="off")

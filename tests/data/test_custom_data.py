@@ -17,7 +17,7 @@ from biasvar.data._custom import (MIN_IMAGES_PER_CLASS, decode_dataset, load_csv
                                   load_imagefolder)
 from biasvar.errors import DataError
 
-from .conftest import FASHION_SYSTEM, run_cli
+from ..conftest import FASHION_SYSTEM, run_cli
 
 FAST = ["--precision", "fp32", "--channels-last", "off", "--no-progress", "--no-report"]
 

@@ -1,4 +1,4 @@
-"""Tests of biasvar.diagnose.curvefit: seed summaries, the power-law fit, loss_still_falling."""
+"""Tests of biasvar.analysis.curvefit: seed summaries, the power-law fit, loss_still_falling."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from biasvar.diagnose import curvefit
-from biasvar.diagnose.curvefit import fit_power_law, loss_still_falling, summarize
+from biasvar.analysis import curvefit
+from biasvar.analysis.curvefit import fit_power_law, loss_still_falling, summarize
 
 SIZES = np.array([500, 1000, 2000, 4000, 8000, 16000, 32000, 54000])
 
