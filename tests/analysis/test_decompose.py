@@ -312,15 +312,98 @@ def test_identical_models_have_zero_variance_and_zero_se():
         assert d[loss][name]["value"] == pytest.approx(0.0, abs=1e-6), (loss, name)
 
 
+def _terms_direct(lp: np.ndarray, labels: np.ndarray) -> dict[tuple[str, str], float]:
+    """Every term's mean over test points, written out here from the definitions (loops over
+    points and models), for any R ≥ 1; terms undefined on one model are left out at R = 1."""
+    lp = _log_softmax(lp)
+    r, m, k = lp.shape
+    p = np.exp(lp)
+    acc: dict[tuple[str, str], list[float]] = {}
+
+    def add(loss: str, term: str, v: float) -> None:
+        acc.setdefault((loss, term), []).append(v)
+
+    for j in range(m):
+        y = int(labels[j])
+        preds = [int(np.argmax(lp[i, j])) for i in range(r)]
+        counts = [preds.count(c) for c in range(k)]
+        main = counts.index(max(counts))  # ties → smallest label
+        add("zero_one", "loss", sum(t != y for t in preds) / r)
+        add("zero_one", "bias", float(main != y))
+        e = np.eye(k)[y]
+        add("mse", "risk", float(np.mean([np.sum((p[i, j] - e) ** 2) for i in range(r)])))
+        add("cross_entropy", "risk", float(-np.mean([lp[i, j, y] for i in range(r)])))
+        g = np.exp(lp[:, j].mean(axis=0))
+        pi_bar = g / g.sum()
+        add("cross_entropy", "bias", float(-np.log(pi_bar[y])))
+        if r < 2:
+            continue
+        var01 = sum(t != main for t in preds) / r
+        add("zero_one", "variance", var01)
+        add("zero_one", "net_variance",
+            -sum(t == y for t in preds) / r if main != y else var01)
+        p_bar = p[:, j].mean(axis=0)
+        v = np.mean([np.sum((p[i, j] - p_bar) ** 2) for i in range(r)]) * r / (r - 1)
+        add("mse", "variance", float(v))
+        add("mse", "bias2", float(np.sum((p_bar - e) ** 2) - v / r))
+
+        def kl_var(rows: np.ndarray) -> float:  # mean_i KL(π̄ ‖ p_i) over the given models
+            gg = np.exp(rows.mean(axis=0))
+            pb = gg / gg.sum()
+            return float(np.mean([np.sum(pb * (np.log(pb) - row)) for row in rows]))
+
+        v_ce = kl_var(lp[:, j])
+        loo = [kl_var(np.delete(lp[:, j], i, axis=0)) for i in range(r)]
+        add("cross_entropy", "variance", v_ce)
+        add("cross_entropy", "variance_jackknife", r * v_ce - (r - 1) * float(np.mean(loo)))
+    return {key: float(np.mean(v)) for key, v in acc.items()}
+
+
+_ALL_TERMS = [("zero_one", t) for t in ("loss", "bias", "variance", "net_variance")] + \
+    [("mse", t) for t in ("risk", "bias2", "variance")] + \
+    [("cross_entropy", t) for t in ("risk", "bias", "variance", "variance_jackknife")]
+_UNDEFINED_AT_R2 = {("zero_one", "variance"), ("zero_one", "net_variance"), ("mse", "variance"),
+                    ("mse", "bias2"), ("cross_entropy", "variance"),
+                    ("cross_entropy", "variance_jackknife")}
+
+
+def _jackknife_se_direct(lp: np.ndarray, labels: np.ndarray) -> dict[tuple[str, str], float]:
+    """sqrt((R−1)/R · Σ_i (θ₋ᵢ − mean θ₋)²) with θ₋ᵢ from :func:`_terms_direct` on R−1 models."""
+    r = lp.shape[0]
+    loo = [_terms_direct(np.delete(lp, i, axis=0), labels) for i in range(r)]
+    return {key: float(np.sqrt((r - 1) / r * np.sum(
+        (np.array([t[key] for t in loo]) - np.mean([t[key] for t in loo])) ** 2)))
+        for key in loo[0]}
+
+
 def test_two_models_leave_undefined_se_as_null():
-    lp, labels = _random_models(r=2, m=100, k=3, seed=13)
+    # Leaving one of 2 models out leaves one: the terms that measure disagreement between
+    # models are 0 by construction there (0-1 variance and net variance, CE variance) or need
+    # R−1 ≥ 2 (MSE variance's R/(R−1), bias² = risk − variance, the CE jackknife): undefined.
+    lp, labels = _random_models(r=2, m=100, k=3, seed=13, spread=2.0)
     d = decompose(lp, labels, n_boot=20)
-    assert d["mse"]["variance"]["se_models"] is None
-    assert d["mse"]["bias2"]["se_models"] is None
-    assert d["cross_entropy"]["variance_jackknife"]["se_models"] is None
-    assert d["zero_one"]["loss"]["se_models"] > 0
-    assert d["cross_entropy"]["variance"]["se_models"] >= 0
-    json.dumps(d, allow_nan=False)
+    for loss, term in _ALL_TERMS:
+        se = d[loss][term]["se_models"]
+        if (loss, term) in _UNDEFINED_AT_R2:
+            assert se is None, (loss, term)
+        else:  # defined on one model: |θ₁ − θ₂| / 2, from single-model terms computed here
+            direct = _jackknife_se_direct(lp, labels)[loss, term]
+            assert direct > 0, (loss, term)
+            assert se == pytest.approx(direct, rel=1e-9), (loss, term)
+    text = json.dumps(d, allow_nan=False)
+    assert json.loads(text)["zero_one"]["variance"]["se_models"] is None
+
+
+def test_three_models_se_equals_direct_leave_one_out():
+    lp, labels = _random_models(r=3, m=80, k=3, seed=22, spread=2.0)
+    d = decompose(lp, labels, n_boot=20)
+    direct = _jackknife_se_direct(lp, labels)
+    assert set(direct) == set(_ALL_TERMS)
+    for loss, term in _ALL_TERMS:
+        se = d[loss][term]["se_models"]
+        assert se is not None and np.isfinite(se), (loss, term)
+        assert direct[loss, term] > 0, (loss, term)  # data that exercises every term
+        assert se == pytest.approx(direct[loss, term], rel=1e-8, abs=1e-12), (loss, term)
 
 
 # ------------------------------------------------------------------ ensemble, output contract
@@ -456,6 +539,60 @@ def test_load_predictions_rejects_bad_files(tmp_path, name, arrays, pattern):
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=pattern):
         load_predictions(path)
+
+
+def test_load_predictions_object_array_needs_pickle(tmp_path):
+    lp, labels = _random_models(r=3, m=30, k=3, seed=23)
+    path = tmp_path / "objects.npz"
+    np.savez(path, log_probs=lp.astype(object), labels=labels)
+    with pytest.raises(DataError, match=r"member 'log_probs'.*without pickle.*object array"
+                                        r".*np\.array\(names, dtype=str\)") as info:
+        load_predictions(path)
+    assert str(path) in str(info.value)
+    assert "damaged" not in str(info.value)
+
+
+def _rewrite_member(src, dst, member: str, edit) -> None:
+    """Copy the zip ``src`` to ``dst`` with ``edit(bytes)`` applied to ``member`` (a valid zip
+    with a correct CRC: only the .npy inside is damaged)."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            zout.writestr(name, edit(data) if name == member else data)
+
+
+@pytest.mark.parametrize("how, edit", [
+    ("data_truncated", lambda b: b[: len(b) - 100]),
+    ("header_truncated", lambda b: b[:40]),
+    ("header_garbled", lambda b: b[:10] + b"\x00garbage{" + b[21:]),
+])
+def test_load_predictions_damaged_member_is_not_called_pickle(tmp_path, how, edit):
+    lp, labels = _random_models(r=3, m=30, k=3, seed=24)
+    good = tmp_path / "good.npz"
+    np.savez(good, log_probs=lp, labels=labels)
+    bad = tmp_path / f"{how}.npz"
+    _rewrite_member(good, bad, "log_probs.npy", edit)
+    with pytest.raises(DataError, match=r"member 'log_probs' is damaged \(.+\); re-save it with "
+                                        r"numpy\.savez") as info:
+        load_predictions(bad)
+    assert str(bad) in str(info.value)
+    assert "pickle" not in str(info.value)
+
+
+def test_load_predictions_corrupted_member_bytes_crc(tmp_path):
+    # Bytes changed in place inside the archive: zipfile's CRC check fails (BadZipFile).
+    lp, labels = _random_models(r=3, m=30, k=3, seed=25)
+    path = tmp_path / "crc.npz"
+    np.savez(path, labels=labels, log_probs=lp)
+    raw = bytearray(path.read_bytes())
+    at = raw.rfind(b"\x93NUMPY") + 200  # inside the data of the last member, log_probs
+    raw[at:at + 16] = b"\xff" * 16
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"member 'log_probs' is damaged.*re-save it") as info:
+        load_predictions(path)
+    assert "pickle" not in str(info.value)
 
 
 def test_load_predictions_rejects_non_npz_and_missing(tmp_path):

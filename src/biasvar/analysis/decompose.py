@@ -16,7 +16,8 @@ decomposed, each term a mean over the m test points of a per-point quantity:
 
 Each term of :func:`decompose` carries ``ci95`` (percentile bootstrap over test points: how much
 the number would move with another test set) and ``se_models`` (jackknife over the R models: how
-much it would move with other models; with small R this one usually dominates).
+much it would move with other models; with small R this one usually dominates; null at
+R = 2 for the terms that measure disagreement between models, undefined on one model).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -215,8 +216,34 @@ def cross_entropy_pointwise(log_probs: np.ndarray, labels: np.ndarray, *,
     return out
 
 
+#: Terms that measure disagreement between models, and so are undefined on a single model
+#: (term by term, with R = 1, i.e. what a jackknife over R = 2 models leaves):
+#:
+#: * 0-1 ``loss`` = mean_r [ŷr ≠ y]: that model's error — defined.
+#: * 0-1 ``bias`` = [ŷm ≠ y]: the mode of one prediction is that prediction, so B = the loss —
+#:   defined (a plug-in estimate, like the bias at any R).
+#: * 0-1 ``variance`` = mean_r [ŷr ≠ ŷm]: ŷ1 = ŷm always, so it is 0 by construction, not an
+#:   estimate of anything — undefined.
+#: * 0-1 ``net_variance`` = ±c·V with V as above: 0 by construction — undefined.
+#: * MSE ``risk`` = mean_r ‖p_r − e_y‖²: defined.
+#: * MSE ``variance`` carries R/(R−1) = 1/0 — undefined; ``bias2`` = risk − variance with it.
+#: * CE ``risk`` = mean_r −log p_{r,y}: defined.
+#: * CE ``bias`` = −log π̄_y with π̄ = p_1 (the geometric mean of one distribution): equals the
+#:   risk — defined, as the 0-1 bias is.
+#: * CE ``variance`` = mean_r KL(π̄ ‖ p_r) = KL(p_1 ‖ p_1) = 0 by construction — undefined;
+#:   ``variance_jackknife`` needs models left out of R − 1 = 0 — undefined.
+#:
+#: :func:`_all_pointwise` omits these on one model, so their ``se_models`` at R = 2 is None.
+_UNDEFINED_ON_ONE_MODEL: frozenset[tuple[str, str]] = frozenset({
+    ("zero_one", "variance"), ("zero_one", "net_variance"),
+    ("mse", "variance"), ("mse", "bias2"),
+    ("cross_entropy", "variance"), ("cross_entropy", "variance_jackknife"),
+})
+
+
 def _all_pointwise(lp: np.ndarray, labels: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
-    """Every pointwise term computable from the R models in ``lp`` (normalised float64)."""
+    """Every pointwise term defined for the R models in ``lp`` (normalised float64); with
+    R = 1 the terms of :data:`_UNDEFINED_ON_ONE_MODEL` are left out."""
     r = lp.shape[0]
     out: dict[tuple[str, str], np.ndarray] = {}
     z = zero_one_pointwise(np.argmax(lp, axis=-1), labels)
@@ -230,6 +257,9 @@ def _all_pointwise(lp: np.ndarray, labels: np.ndarray) -> dict[tuple[str, str], 
         out["mse", "risk"] = np.sum(e * e, axis=-1) - 2.0 * _pick(e, labels) + 1.0
     for t, v in cross_entropy_pointwise(lp, labels, jackknife=r >= 2).items():
         out["cross_entropy", t] = v
+    if r < 2:
+        for key in _UNDEFINED_ON_ONE_MODEL:
+            out.pop(key, None)
     return out
 
 
@@ -258,8 +288,8 @@ def _bootstrap_ci(points: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 def _jackknife_se(lp: np.ndarray, labels: np.ndarray) -> dict[tuple[str, str], float | None]:
     """Jackknife standard error over models of every term's mean:
     sqrt((R−1)/R · Σ_i (θ₋ᵢ − mean θ₋)²), θ₋ᵢ the term recomputed without model i.
-    None for terms undefined with R−1 models (at R = 2: the MSE variance and bias², the
-    jackknife CE variance)."""
+    None for terms undefined with R−1 models: at R = 2 those of :data:`_UNDEFINED_ON_ONE_MODEL`
+    (0-1 variance and net variance, MSE variance and bias², CE variance and its jackknife)."""
     r = lp.shape[0]
     loo: dict[tuple[str, str], list[float]] = {}
     for i in range(r):
@@ -385,7 +415,8 @@ def decompose(log_probs: np.ndarray, labels: np.ndarray, *, classes: list[str] |
         (unsigned), net_variance}, ``mse`` {risk, bias2, variance}, ``cross_entropy`` {risk,
         bias, variance (plug-in), variance_jackknife}, each a term ``{"value", "ci95": [lo, hi],
         "se_models"}`` (``se_models`` is null where the term is undefined on R−1 models, i.e. at
-        R = 2 for the MSE variance and bias² and the jackknife CE variance); ``ensemble``
+        R = 2 for the terms that measure disagreement between models: the 0-1 variance and net
+        variance, the MSE variance and bias², the CE variance and its jackknife); ``ensemble``
         {error, cross_entropy} of the ensemble that averages log-probabilities (renormalised) —
         its cross-entropy equals the CE bias term by construction; ``per_class`` {name: {n,
         zero_one, mse, cross_entropy}} with plain floats, for the classes present in the test
@@ -448,14 +479,44 @@ def decompose(log_probs: np.ndarray, labels: np.ndarray, *, classes: list[str] |
     return out
 
 
+def _member_is_object_array(path: str, member: str) -> bool:
+    """Whether the ``.npy`` header of ``member`` in the archive declares an object dtype (such an
+    array is stored pickled). False when the header itself cannot be read: then it is damaged."""
+    fmt = np.lib.format
+    try:
+        with zipfile.ZipFile(path) as zf:
+            entry = f"{member}.npy" if f"{member}.npy" in zf.namelist() else member
+            with zf.open(entry) as fh:
+                version = fmt.read_magic(fh)
+                read = fmt.read_array_header_1_0 if version == (1, 0) else \
+                    fmt.read_array_header_2_0
+                _, _, dtype = read(fh)
+    except Exception:  # noqa: BLE001 - an unreadable header is a damaged member
+        return False
+    return bool(np.dtype(dtype).hasobject)
+
+
+def _member_error(path: str, member: str, err: BaseException) -> DataError:
+    """The error for a member of a predictions .npz that cannot be loaded: an object array needs
+    pickle (which is refused); anything else (truncated or corrupted bytes) is damage."""
+    reason = f"{type(err).__name__}: {err}"
+    if _member_is_object_array(path, member):
+        return DataError(f"predictions: cannot read member {member!r} of {path!r} without pickle "
+                         f"(it is an object array; {reason}); store numeric arrays, and classes "
+                         "as a unicode array (np.array(names, dtype=str)).")
+    return DataError(f"predictions: {path!r}: member {member!r} is damaged ({reason}); re-save it "
+                     "with numpy.savez(path, log_probs=..., labels=...).")
+
+
 def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Read saved predictions: an ``.npz`` with ``log_probs`` (R, m, K) float log-probabilities,
     ``labels`` (m,) int and optionally ``classes`` (K,) strings.
 
     Returns ``(log_probs, labels, classes or None)``. Validates strictly and raises
     :class:`~biasvar.errors.DataError` for a missing file, a file that is not an ``.npz`` (zip)
-    archive, missing arrays, wrong dimensions, fewer than 2 models, labels out of range or of
-    another length, non-finite values, or rows that are not log-probabilities.
+    archive, missing arrays, a damaged (truncated or corrupted) array, an object array (it would
+    need pickle, which is refused), wrong dimensions, fewer than 2 models, labels out of range or
+    of another length, non-finite values, or rows that are not log-probabilities.
 
     >>> # np.savez(path, log_probs=torch.log_softmax(logits, -1).numpy(), labels=y)
     """
@@ -466,6 +527,7 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, l
     if not zipfile.is_zipfile(path):
         raise DataError(f"predictions: {path!r} is not an .npz (zip) file; write it with "
                         "np.savez(path, log_probs=..., labels=[, classes=...]).")
+    arrays: dict[str, Any] = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
@@ -474,17 +536,20 @@ def load_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, l
                 raise DataError(f"predictions: {path!r} lacks the array(s) "
                                 f"{', '.join(missing)}; it holds {sorted(names) or 'nothing'}. "
                                 "Save log_probs (R, m, K) and labels (m,).")
-            log_probs = npz["log_probs"]
-            labels = npz["labels"]
-            classes_arr = npz["classes"] if "classes" in names else None
+            for member in ("log_probs", "labels", "classes"):
+                if member not in names:
+                    continue
+                try:  # members are read lazily, here: errors name the member
+                    arrays[member] = npz[member]
+                except Exception as err:  # noqa: BLE001 - whatever a damaged member raises
+                    raise _member_error(path, member, err) from err
     except DataError:
         raise
-    except ValueError as err:  # object arrays need pickle, which we refuse to load
-        raise DataError(f"predictions: cannot read {path!r} without pickle ({err}); store "
-                        "numeric arrays, and classes as a unicode array "
-                        "(np.array(names, dtype=str)).") from err
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"predictions: {path!r} is not a readable .npz file ({err}).") from err
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise DataError(f"predictions: {path!r} is not a readable .npz file ({err}); re-save "
+                        "it with numpy.savez(path, log_probs=..., labels=...).") from err
+    log_probs, labels = arrays["log_probs"], arrays["labels"]
+    classes_arr = arrays.get("classes")
     if log_probs.ndim == 3 and log_probs.shape[0] < 2:
         raise DataError(f"predictions: {path!r} holds {log_probs.shape[0]} model(s) "
                         f"(log_probs shape {log_probs.shape}); a decomposition needs at least "

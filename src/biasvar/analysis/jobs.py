@@ -95,8 +95,7 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     score it, and write its result files. Module-level so process pools and Ray can call it."""
     import torch
 
-    from ..train import evaluate, fit
-    from ..train._fit import load_checkpoint
+    from ..train import evaluate, fit, load_checkpoint
 
     job_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(job_dir / "spec.json", job.spec())
@@ -106,9 +105,15 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     resume = False
     if (job_dir / "last.pt").is_file():
         try:
-            load_checkpoint(job_dir / "last.pt")
-            resume = True
+            ck = load_checkpoint(job_dir / "last.pt")
         except Exception:  # noqa: BLE001 - a damaged partial checkpoint: start the job again
+            ck = None
+        # Only a training state can be resumed. A "final" last.pt is a finished job whose
+        # result files were removed since: it has no optimizer state, so train it again (the
+        # same spec gives the same result).
+        if ck is not None and ck.get("kind") not in ("final", "best"):
+            resume = True
+        else:
             (job_dir / "last.pt").unlink()
     t0 = time.perf_counter()
     res = fit(job.config, data, seed=job.seed, train_indices=job.train_indices, run_dir=job_dir,
@@ -139,7 +144,7 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
 def _drop_training_state(path: Path) -> None:
     """A done job is reused, never resumed: its last.pt keeps the weights and what describes
     them, and drops the optimizer and scheduler state (for Adam twice the weights' size)."""
-    from ..train._fit import _to_bytes, load_checkpoint
+    from ..train import checkpoint_bytes, load_checkpoint
 
     try:
         ck = load_checkpoint(path)
@@ -149,7 +154,7 @@ def _drop_training_state(path: Path) -> None:
         return
     ck = {k: v for k, v in ck.items() if k not in ("optimizer", "scheduler")}
     ck["kind"] = "final"
-    atomic_write_bytes(path, _to_bytes(ck))
+    atomic_write_bytes(path, checkpoint_bytes(ck))
 
 
 class JobStore:
