@@ -13,6 +13,7 @@ import pytest
 
 from biasvar.analysis.curvefit import fit_power_law, summarize
 from biasvar.analysis.targets import KNOWN_TARGETS, target_error
+from biasvar.analysis._results import Verdict
 from biasvar.analysis.verdict import LABELS, Thresholds, verdict
 from biasvar.errors import ConfigError
 
@@ -44,6 +45,7 @@ def _decomposition(loss: float, bias: float, ens_error: float, *, ce_risk: float
         "n_test": 10000, "label_noise": 0.0,
         "zero_one": {"loss": _term(loss, se), "bias": _term(bias, se),
                      "variance": _term(net * 1.5, se), "net_variance": _term(net, se)},
+        "mse": {"risk": _term(loss, se), "bias2": _term(bias, se), "variance": _term(net, se)},
         "cross_entropy": {"risk": _term(ce_risk, se), "bias": _term(ce_risk - ce_var, se),
                           "variance": _term(ce_var, se), "variance_jackknife": _term(ce_var, se)},
         "ensemble": {"error": ens_error, "cross_entropy": ce_risk - ce_var},
@@ -54,6 +56,7 @@ def _learning_curve(a: float, b: float, c: float) -> dict:
     sizes = np.array([3000, 6000, 12000, 24000, 54000])
     err = a * sizes ** -b + c
     return {"sizes": sizes.tolist(), "seeds": [0, 1],
+            "train_error": summarize(np.zeros((len(sizes), 2))),
             "val_error": summarize(np.c_[err, err + 0.001]),
             "power_law": fit_power_law(sizes, err + 0.0005)}
 
@@ -85,79 +88,79 @@ def _renderings(results: dict) -> set[str]:
 
 def test_high_bias():
     v = verdict(_results(train=0.081, val=0.090))
-    assert v["label"] == "high_bias"
+    assert v.label == "high_bias"
     assert ("train error 8.1% vs target 3.7%: avoidable bias 4.4 points (above the 2.0-point "
-            "threshold)") in v["evidence"]
-    assert {r["addresses"] for r in v["remedies"]} == {"bias"}
-    assert v["remedies"][0]["name"] in ("wider_model", "train_longer")
+            "threshold)") in v.evidence
+    assert {r.addresses for r in v.remedies} == {"bias"}
+    assert v.remedies[0].name in ("wider_model", "train_longer")
 
 
 def test_high_variance():
     v = verdict(_results(train=0.040, val=0.090, test=0.093))
-    assert v["label"] == "high_variance"
-    assert any("variance gap 5.0 points (above" in e for e in v["evidence"])
-    names = [r["name"] for r in v["remedies"]]
+    assert v.label == "high_variance"
+    assert any("variance gap 5.0 points (above" in e for e in v.evidence)
+    names = [r.name for r in v.remedies]
     assert {"augmentation", "weight_decay", "dropout", "early_stopping", "more_data",
             "ensemble"} <= set(names)
-    assert {r["addresses"] for r in v["remedies"]} == {"variance"}
+    assert {r.addresses for r in v.remedies} == {"variance"}
 
 
 def test_both():
     v = verdict(_results(train=0.080, val=0.130))
-    assert v["label"] == "both"
-    sides = {r["addresses"] for r in v["remedies"]}
+    assert v.label == "both"
+    sides = {r.addresses for r in v.remedies}
     assert sides == {"bias", "variance"}
     # variance exceeds its threshold by more (5.0/2.0 vs 4.3/2.0): its remedies come first
-    assert v["remedies"][0]["addresses"] == "variance"
+    assert v.remedies[0].addresses == "variance"
 
 
 def test_balanced_says_near_target():
     v = verdict(_results(train=0.045, val=0.055))
-    assert v["label"] == "balanced"
-    assert any("near its target" in e for e in v["evidence"])
-    assert v["remedies"], "balanced still offers remedies"
-    assert all("near its target" in r["evidence"] for r in v["remedies"])
+    assert v.label == "balanced"
+    assert any("near its target" in e for e in v.evidence)
+    assert v.remedies, "balanced still offers remedies"
+    assert all("near its target" in r.evidence for r in v.remedies)
 
 
 def test_balanced_offers_more_data_when_curve_still_falling():
     res = _results(train=0.045, val=0.055, learning_curve=_learning_curve(2.0, 0.5, 0.04))
     v = verdict(res)
-    assert v["label"] == "balanced"
-    top = v["remedies"][0]
+    assert v.label == "balanced"
+    top = v.remedies[0]
     pl = res["learning_curve"]["power_law"]
-    assert top["name"] == "more_data"
-    assert top["predicted_gain"] == pytest.approx(pl["gain_2x"])
-    assert top["predicted_gain"] > Thresholds().min_gain
+    assert top.name == "more_data"
+    assert top.predicted_gain == pytest.approx(pl["gain_2x"])
+    assert top.predicted_gain > Thresholds().min_gain
 
 
 def test_variance_share_alone_makes_high_variance():
     # tiny train-validation gap, but 40 % of the 0-1 loss is net variance
     res = _results(train=0.050, val=0.055, decomposition=_decomposition(0.10, 0.06, 0.09))
     v = verdict(res)
-    assert v["label"] == "high_variance"
-    assert any("40.0% of the loss is variance" in e for e in v["evidence"])
-    assert any("variance share" in c for c in v["caveats"])
+    assert v.label == "high_variance"
+    assert any("40.0% of the loss is variance" in e for e in v.evidence)
+    assert any("variance share" in c for c in v.caveats)
 
 
 def test_cross_entropy_share_alone_makes_high_variance():
     res = _results(train=0.050, val=0.055,
                    decomposition=_decomposition(0.10, 0.09, 0.099, ce_risk=0.30, ce_var=0.12))
-    assert verdict(res)["label"] == "high_variance"
+    assert verdict(res).label == "high_variance"
     res["decomposition"] = _decomposition(0.10, 0.09, 0.099, ce_risk=0.30, ce_var=0.06)
-    assert verdict(res)["label"] == "balanced"
+    assert verdict(res).label == "balanced"
 
 
 # ----------------------------------------------------------------------------- thresholds
 
 def test_threshold_override_changes_label_at_the_boundary():
     res = _results(train=0.067, val=0.070)  # avoidable bias 3.0 points
-    assert verdict(res)["label"] == "high_bias"
-    assert verdict(res, Thresholds(bias_high=0.031))["label"] == "balanced"
-    assert verdict(res, Thresholds(bias_high=0.029))["label"] == "high_bias"
+    assert verdict(res).label == "high_bias"
+    assert verdict(res, Thresholds(bias_high=0.031)).label == "balanced"
+    assert verdict(res, Thresholds(bias_high=0.029)).label == "high_bias"
     # variance gap 0.3 points: high only under a stricter threshold
-    assert verdict(res, Thresholds(variance_high=0.002))["label"] == "both"
+    assert verdict(res, Thresholds(variance_high=0.002)).label == "both"
     out = verdict(res, Thresholds.from_dict({"bias_high": 0.05}))
-    assert out["thresholds"]["bias_high"] == 0.05 and out["label"] == "balanced"
+    assert out.thresholds["bias_high"] == 0.05 and out.label == "balanced"
 
 
 def test_thresholds_from_dict_unknown_key_suggests():
@@ -189,25 +192,25 @@ def test_measured_gain_ranks_first_and_in_order_of_gain():
     res = _results(train=0.10, val=0.14, learning_curve=_learning_curve(2.0, 0.5, 0.05),
                    decomposition=_decomposition(0.14, 0.11, 0.125))
     v = verdict(res)
-    rem = v["remedies"]
-    assert [r["rank"] for r in rem] == list(range(1, len(rem) + 1))
+    rem = v.remedies
+    assert [r.rank for r in rem] == list(range(1, len(rem) + 1))
     ens_gain = 0.14 - 0.125  # 0-1 loss of a single model minus ensemble error
-    assert rem[0]["name"] == "ensemble"
-    assert rem[0]["predicted_gain"] == pytest.approx(ens_gain)
-    assert rem[1]["name"] == "more_data"
-    assert rem[1]["predicted_gain"] == pytest.approx(res["learning_curve"]["power_law"]["gain_2x"])
-    assert rem[1]["predicted_gain"] < ens_gain
-    assert all(r["predicted_gain"] is None for r in rem[2:])
-    assert "0.030 nats" in rem[0]["evidence"]  # the CE variance term, the predicted CE gain
+    assert rem[0].name == "ensemble"
+    assert rem[0].predicted_gain == pytest.approx(ens_gain)
+    assert rem[1].name == "more_data"
+    assert rem[1].predicted_gain == pytest.approx(res["learning_curve"]["power_law"]["gain_2x"])
+    assert rem[1].predicted_gain < ens_gain
+    assert all(r.predicted_gain is None for r in rem[2:])
+    assert "0.030 nats" in rem[0].evidence  # the CE variance term, the predicted CE gain
 
 
 def test_negligible_measured_gain_ranks_last():
     # learning curve flat: more data predicted to gain ~0 → after the unmeasured remedies
     res = _results(train=0.04, val=0.09, learning_curve=_learning_curve(0.001, 0.5, 0.088))
-    rem = verdict(res)["remedies"]
-    assert rem[-1]["name"] == "more_data"
-    assert rem[-1]["predicted_gain"] < Thresholds().min_gain
-    assert any("flat" in e for e in verdict(res)["evidence"])
+    rem = verdict(res).remedies
+    assert rem[-1].name == "more_data"
+    assert rem[-1].predicted_gain < Thresholds().min_gain
+    assert any("flat" in e for e in verdict(res).evidence)
 
 
 def test_train_longer_first_when_loss_still_falling():
@@ -215,32 +218,32 @@ def test_train_longer_first_when_loss_still_falling():
     flat = [{"epoch": i + 1, "train_loss": 0.3} for i in range(10)]
     res = _results(train=0.09, val=0.10, config={"epochs": 10, "lr": 0.002, "width": 32})
     res["reference"]["history"] = falling
-    rem = verdict(res)["remedies"]
-    assert rem[0]["name"] == "train_longer"
-    assert rem[0]["action"] == "--epochs 20 and --lr 0.004"
+    rem = verdict(res).remedies
+    assert rem[0].name == "train_longer"
+    assert rem[0].action == "--epochs 20 and --lr 0.004"
     res["reference"]["history"] = flat
     v = verdict(res)
-    assert "train_longer" not in [r["name"] for r in v["remedies"]]
-    assert v["remedies"][0] == {**v["remedies"][0], "name": "wider_model", "action": "--width 64"}
-    assert any("capacity-limited" in e for e in v["evidence"])
+    assert "train_longer" not in [r.name for r in v.remedies]
+    assert (v.remedies[0].name, v.remedies[0].action) == ("wider_model", "--width 64")
+    assert any("capacity-limited" in e for e in v.evidence)
 
 
 def test_falling_threshold_is_applied_to_the_history():
     hist = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate([1, 1, 1, .95, .95, .95])]
     res = _results(train=0.09, val=0.10)
     res["reference"]["history"] = hist
-    names = lambda th: [r["name"] for r in verdict(res, th)["remedies"]]  # noqa: E731
+    names = lambda th: [r.name for r in verdict(res, th).remedies]  # noqa: E731
     assert "train_longer" in names(Thresholds(falling=0.04))
     assert "train_longer" not in names(Thresholds(falling=0.06))
 
 
 def test_less_regularization_only_when_config_regularises():
     res = _results(train=0.09, val=0.10)
-    assert "less_regularization" not in [r["name"] for r in verdict(res)["remedies"]]
+    assert "less_regularization" not in [r.name for r in verdict(res).remedies]
     res["config"] = {"weight_decay": 0.005, "dropout": 0.3}
-    rem = {r["name"]: r for r in verdict(res)["remedies"]}
-    assert rem["less_regularization"]["action"] == "--weight-decay 0.0005 --dropout 0"
-    assert "weight_decay 0.005" in rem["less_regularization"]["evidence"]
+    rem = {r.name: r for r in verdict(res).remedies}
+    assert rem["less_regularization"].action == "--weight-decay 0.0005 --dropout 0"
+    assert "weight_decay 0.005" in rem["less_regularization"].evidence
 
 
 @pytest.mark.parametrize("val_errors,ref,expect_name,expect_side", [
@@ -251,49 +254,51 @@ def test_complexity_curve_direction(val_errors, ref, expect_name, expect_side):
     values = [16, 32, 64]
     best = values[int(np.argmin(val_errors))]
     res = _results(train=0.04, val=0.10, config={"width": ref},
-                   complexity_curve={"param": "width", "values": values,
+                   complexity_curve={"param": "width", "values": values, "seeds": [0],
                                      "train_error": summarize(np.array([[.06], [.04], [.02]])),
                                      "val_error": summarize(np.array(val_errors)[:, None]),
                                      "best_value": best})
     v = verdict(res)
-    rem = {r["name"]: r for r in v["remedies"]}
-    assert rem[expect_name]["addresses"] == expect_side
-    assert rem[expect_name]["action"] == f"--width {best}"
-    assert rem[expect_name]["predicted_gain"] == pytest.approx(0.10 - min(val_errors))
-    assert v["remedies"][0]["name"] == expect_name  # the only measured gain
-    assert any("chosen on validation" in c for c in v["caveats"])
+    rem = {r.name: r for r in v.remedies}
+    assert rem[expect_name].addresses == expect_side
+    assert rem[expect_name].action == f"--width {best}"
+    assert rem[expect_name].predicted_gain == pytest.approx(0.10 - min(val_errors))
+    assert v.remedies[0].name == expect_name  # the only measured gain
+    assert any("chosen on validation" in c for c in v.caveats)
 
 
 def test_complexity_curve_reference_value_and_regularisation_direction():
     # weight decay lower than the reference's is best: less regularisation, addressing bias
     cc = {"param": "weight_decay", "values": [0.0, 0.0005, 0.005], "reference_value": 0.005,
+          "seeds": [0],
           "train_error": summarize(np.array([[.02], [.03], [.06]])),
           "val_error": summarize(np.array([[.09], [.085], [.10]])), "best_value": 0.0005}
     v = verdict(_results(train=0.06, val=0.10, complexity_curve=cc))
-    rem = {r["name"]: r for r in v["remedies"]}
-    assert rem["less_regularization"]["addresses"] == "bias"
-    assert rem["less_regularization"]["action"] == "--weight-decay 0.0005"
-    assert rem["less_regularization"]["predicted_gain"] == pytest.approx(0.015)
+    rem = {r.name: r for r in v.remedies}
+    assert rem["less_regularization"].addresses == "bias"
+    assert rem["less_regularization"].action == "--weight-decay 0.0005"
+    assert rem["less_regularization"].predicted_gain == pytest.approx(0.015)
 
 
 def test_complexity_curve_unknown_param_takes_side_from_train_error():
-    cc = {"param": "batch_size", "values": [32, 128], "reference_value": 128,
+    cc = {"param": "batch_size", "values": [32, 128], "reference_value": 128, "seeds": [0],
           "train_error": summarize(np.array([[.03], [.05]])),
           "val_error": summarize(np.array([[.08], [.09]])), "best_value": 32}
-    rem = {r["name"]: r for r in verdict(_results(train=0.05, val=0.09,
-                                                  complexity_curve=cc))["remedies"]}
-    assert rem["set_batch_size"]["addresses"] == "bias"  # lower train error: more capacity
-    assert rem["set_batch_size"]["action"] == "--batch-size 32"
+    rem = {r.name: r for r in verdict(_results(train=0.05, val=0.09,
+                                                  complexity_curve=cc)).remedies}
+    assert rem["set_batch_size"].addresses == "bias"  # lower train error: more capacity
+    assert rem["set_batch_size"].action == "--batch-size 32"
 
 
 def test_complexity_curve_without_reference_value_uses_the_edge():
     res = _results(train=0.09, val=0.10,
-                   complexity_curve={"param": "depth", "values": [1, 2, 3],
+                   complexity_curve={"param": "depth", "values": [1, 2, 3], "seeds": [0],
+                                     "train_error": summarize(np.zeros((3, 1))),
                                      "val_error": summarize(np.array([[.12], [.11], [.10]])),
                                      "best_value": 3})
-    rem = {r["name"]: r for r in verdict(res)["remedies"]}
-    assert rem["deeper_model"]["action"] == "--depth 3"
-    assert rem["deeper_model"]["predicted_gain"] is None
+    rem = {r.name: r for r in verdict(res).remedies}
+    assert rem["deeper_model"].action == "--depth 3"
+    assert rem["deeper_model"].predicted_gain is None
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -306,7 +311,7 @@ def _full_results() -> dict:
                            "weight_decay": 0.0005, "dropout": 0.1, "augment": "none"})
     res["reference"]["history"] = [{"epoch": i + 1, "train_loss": 0.9 * 0.9 ** i}
                                    for i in range(10)]
-    res["complexity_curve"] = {"param": "width", "values": [16, 32, 64],
+    res["complexity_curve"] = {"param": "width", "values": [16, 32, 64], "seeds": [0],
                                "train_error": summarize(np.array([[.1], [.081], [.06]])),
                                "val_error": summarize(np.array([[.13], [.121], [.11]])),
                                "best_value": 64}
@@ -317,8 +322,8 @@ def test_every_evidence_string_cites_a_number_of_the_input():
     res = _full_results()
     v = verdict(res)
     known = _renderings(res)
-    strings = v["evidence"] + [r["evidence"] for r in v["remedies"]]
-    assert len(v["evidence"]) >= 7
+    strings = v.evidence + [r.evidence for r in v.remedies]
+    assert len(v.evidence) >= 7
     for s in strings:
         cited = re.findall(r"\d[\d,]*(?:\.\d+)?", s)
         assert any(c in known for c in cited), f"no input number cited in: {s!r}"
@@ -326,31 +331,36 @@ def test_every_evidence_string_cites_a_number_of_the_input():
 
 def test_caveats_name_what_cannot_be_separated():
     v = verdict(_full_results())
-    text = " ".join(v["caveats"])
+    text = " ".join(v.caveats)
     assert "label noise" in text and "Bayes" in text
     assert "optimistic" in text and "12.5%" in text          # test error as the honest number
     assert "3 rounds" in text and "standard error" in text   # se_models large vs the term
     few = _results(train=0.05, val=0.09,
                    learning_curve={"sizes": [1000, 2000, 4000], "seeds": [0],
+                                   "train_error": summarize(np.zeros((3, 1))),
                                    "val_error": summarize(np.array([[.2], [.15], [.12]])),
                                    "power_law": fit_power_law([1000, 2000, 4000],
                                                               [.2, .15, .12])})
-    text = " ".join(verdict(few)["caveats"])
+    text = " ".join(verdict(few).caveats)
     assert "only 3 sizes" in text and "one seed" in text
     bad = _results(train=0.05, val=0.09, learning_curve={
-        "sizes": [1000, 2000], "power_law": fit_power_law([1000, 2000], [.2, .15])})
-    assert any("no usable power-law fit" in c for c in verdict(bad)["caveats"])
+        "sizes": [1000, 2000], "seeds": [0], "train_error": summarize(np.zeros((2, 1))),
+        "val_error": summarize(np.array([[.2], [.15]])),
+        "power_law": fit_power_law([1000, 2000], [.2, .15])})
+    assert any("no usable power-law fit" in c for c in verdict(bad).caveats)
 
 
 def test_verdict_is_json_serialisable_and_has_schema_keys():
     v = verdict(_full_results())
-    json.dumps(v, allow_nan=False)
-    assert set(v) == {"label", "evidence", "caveats", "remedies", "thresholds"}
-    assert v["label"] in LABELS
-    for r in v["remedies"]:
-        assert set(r) == {"rank", "name", "action", "addresses", "evidence", "predicted_gain"}
-        assert r["addresses"] in ("bias", "variance") and r["action"]
-        assert r["predicted_gain"] is None or isinstance(r["predicted_gain"], float)
+    assert isinstance(v, Verdict)
+    json.dumps(v.to_dict(), allow_nan=False)
+    assert set(v.to_dict()) == {"label", "evidence", "caveats", "remedies", "thresholds"}
+    assert v.label in LABELS
+    for r in v.remedies:
+        assert set(r.to_dict()) == {"rank", "name", "action", "addresses", "evidence",
+                                    "predicted_gain"}
+        assert r.addresses in ("bias", "variance") and r.action
+        assert r.predicted_gain is None or isinstance(r.predicted_gain, float)
 
 
 # ----------------------------------------------------------------------------- robustness
@@ -360,8 +370,8 @@ def test_minimal_results_do_not_crash():
                          "test": {"error": 0.095}},
            "target_error": {"value": 0.037, "source": "x"}}
     v = verdict(res)
-    assert v["label"] == "high_bias"
-    json.dumps(v, allow_nan=False)
+    assert v.label == "high_bias"
+    json.dumps(v.to_dict(), allow_nan=False)
 
 
 @pytest.mark.parametrize("res", [
@@ -377,16 +387,16 @@ def test_minimal_results_do_not_crash():
 ])
 def test_missing_or_odd_keys_never_crash(res):
     v = verdict(res)
-    assert v["label"] in LABELS
-    json.dumps(v, allow_nan=False)
+    assert v.label in LABELS
+    json.dumps(v.to_dict(), allow_nan=False)
 
 
 def test_stored_keys_are_used_when_reference_is_missing():
     v = verdict({"avoidable_bias": 0.05, "variance_gap": 0.03,
                  "train_loss_still_falling": {"value": True, "relative_drop": 0.1,
                                               "evidence": "loss fell 10.0%"}})
-    assert v["label"] == "both"
-    assert "train_longer" in [r["name"] for r in v["remedies"]]
+    assert v.label == "both"
+    assert "train_longer" in [r.name for r in v.remedies]
 
 
 # ----------------------------------------------------------------------------- targets
@@ -419,31 +429,31 @@ def test_a_measured_remedy_for_the_other_side_says_why_it_ranks_first():
     res = _results(train=0.09, val=0.10, learning_curve=_learning_curve(2.0, 0.5, 0.05),
                    config={"width": 32, "epochs": 10, "lr": 0.002})
     v = verdict(res)
-    assert v["label"] == "high_bias"
-    first, *rest = v["remedies"]
-    assert first["name"] == "more_data" and first["addresses"] == "variance"
-    assert "ranked above the bias remedies because its gain is measured" in first["evidence"]
-    nxt = next(r for r in rest if r["addresses"] == "bias")
-    assert nxt["predicted_gain"] is None
-    param = {"wider_model": "width", "train_longer": "epochs"}[nxt["name"]]
-    assert f"--param {param}" in first["evidence"]
-    assert not any("ranked above" in r["evidence"] for r in rest)
+    assert v.label == "high_bias"
+    first, *rest = v.remedies
+    assert first.name == "more_data" and first.addresses == "variance"
+    assert "ranked above the bias remedies because its gain is measured" in first.evidence
+    nxt = next(r for r in rest if r.addresses == "bias")
+    assert nxt.predicted_gain is None
+    param = {"wider_model": "width", "train_longer": "epochs"}[nxt.name]
+    assert f"--param {param}" in first.evidence
+    assert not any("ranked above" in r.evidence for r in rest)
     # when the flagged side's remedies are measured too, nothing needs explaining
     both = verdict(_results(train=0.10, val=0.14, learning_curve=_learning_curve(2.0, 0.5, 0.05)))
-    assert not any("ranked above" in r["evidence"] for r in both["remedies"])
+    assert not any("ranked above" in r.evidence for r in both.remedies)
 
 
 def test_train_longer_points_at_the_configured_epochs_when_the_profile_capped_them():
     falling = [{"epoch": i + 1, "train_loss": 0.8 * 0.7 ** i} for i in range(3)]
     res = _results(train=0.09, val=0.10, config={"epochs": 3, "lr": 0.002, "width": 32})
     res["reference"]["history"] = falling
-    plain = {r["name"]: r for r in verdict(res)["remedies"]}["train_longer"]
-    assert plain["action"] == "--epochs 6 and --lr 0.004"
+    plain = {r.name: r for r in verdict(res).remedies}["train_longer"]
+    assert plain.action == "--epochs 6 and --lr 0.004"
     res["epochs_capped"] = {"fits": 3, "configured": 10}
-    capped = {r["name"]: r for r in verdict(res)["remedies"]}["train_longer"]
-    assert capped["action"].startswith("train the configured 10 epochs")
-    assert "trained 3 of the configured 10 epochs" in capped["evidence"]
+    capped = {r.name: r for r in verdict(res).remedies}["train_longer"]
+    assert capped.action.startswith("train the configured 10 epochs")
+    assert "trained 3 of the configured 10 epochs" in capped.evidence
     # the command that would measure it sweeps around the configured budget
     res["learning_curve"] = _learning_curve(2.0, 0.5, 0.05)
-    first = verdict(res)["remedies"][0]
-    assert first["name"] == "more_data" and "--param epochs --values 5,10,20" in first["evidence"]
+    first = verdict(res).remedies[0]
+    assert first.name == "more_data" and "--param epochs --values 5,10,20" in first.evidence
