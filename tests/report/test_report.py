@@ -6,8 +6,10 @@ numbers were produced by biasvar's own functions; gallery images are real scikit
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import pytest
 
 from biasvar.report import load_run, render_report
 
+from ..conftest import run_cli
 from ._chromium import dump_dom, find_chromium, require_chromium, screenshot
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_run"
@@ -214,13 +217,58 @@ def test_results_without_optional_blocks(run_dir: Path, results: dict) -> None:
     assert "could not be drawn" not in text
 
 
-def test_damaged_block_becomes_a_notice_not_a_crash(run_dir: Path, results: dict) -> None:
-    results["learning_curve"]["power_law"] = "garbage"
-    results["complexity_curve"]["values"] = {"not": "a list"}
-    results["decomposition"]["zero_one"] = [1, 2]
+def test_damaged_block_becomes_a_notice_not_a_crash(run_dir: Path, results: dict,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of the right types but unusable shapes (results.json validates types: a wrong
+    type is a ResultsError, see test_wrong_type_in_results_fails_naming_its_path)."""
+    results["learning_curve"]["val_error"]["mean"] = [0.1]  # not one per size
+    results["learning_curve"]["power_law"] = {"ok": False, "note": "garbage"}
+    results["complexity_curve"]["values"] = []
+    results["decomposition"]["zero_one"]["bias"]["ci95"] = [float("nan"), float("nan")]
+    results["decomposition"]["per_class"] = {"0": {"n": 3, "zero_one": {}, "mse": {},
+                                                   "cross_entropy": {}}}
     (run_dir / "results.json").write_text(json.dumps(results))
     text = render_report(run_dir).read_text(encoding="utf-8")
     assert {"verdict", "learning", "decomposition"} <= _section_ids(text)
+    # a section whose drawing fails becomes a notice (and a warning); the others still render
+    from biasvar.report import _plots
+
+    def broken(*args: object) -> None:
+        raise ValueError("drawing broke")
+
+    monkeypatch.setattr(_plots, "decomposition_overall", broken)
+    with pytest.warns(RuntimeWarning, match="Decomposition section"):
+        text = render_report(run_dir).read_text(encoding="utf-8")
+    assert {"verdict", "learning", "decomposition"} <= _section_ids(text)
+    section = by_id(parse(text), "decomposition")[0]["text"]
+    assert "could not be drawn" in section and "drawing broke" in section
+
+
+def test_wrong_type_in_results_fails_naming_its_path(run_dir: Path, results: dict) -> None:
+    """results.json is read typed: a wrong type is a ResultsError naming the key's path — from
+    the API, and from `biasvar report` as exit status 2 without a traceback."""
+    from biasvar.analysis._results import ResultsError
+
+    results["decomposition"]["zero_one"]["bias"]["value"] = "abc"
+    (run_dir / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ResultsError, match=r"decomposition\.zero_one\.bias\.value"):
+        render_report(run_dir)
+    proc = run_cli("report", str(run_dir))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "decomposition.zero_one.bias.value" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "report.html").exists()
+
+
+def test_run_written_before_schema_version_renders(run_dir: Path, results: dict) -> None:
+    """The fixture carries no schema_version (version 0): it is read as it is."""
+    from biasvar.analysis._results import load_results
+
+    assert "schema_version" not in results
+    assert load_results(run_dir).schema_version == 0
+    run = load_run(run_dir)
+    assert run["results"].verdict.label == results["verdict"]["label"]
+    assert "could not be drawn" not in render_report(run_dir).read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- escaping
@@ -356,3 +404,115 @@ def test_gallery_names_the_source_file_escaped(run_dir: Path) -> None:
     caps = [e["text"] for e in parse(text) if e["tag"] == "figcaption"]
     assert "cats/<b>odd</b> name.png" in caps[0] and "#17" in caps[1]
     assert all("name.png" not in c for c in caps[1:])  # the built-ins' entries have none
+
+
+# ----------------------------------------------------------------------------- the fragment
+
+PLOT_SECTIONS = {"training", "learning", "complexity", "decomposition", "confusion"}
+
+
+@pytest.fixture(scope="module")
+def memory_results():  # -> Results
+    """The fixture's results built in memory: no run directory behind them."""
+    from biasvar.analysis._results import Results
+
+    return Results.from_dict(json.loads((FIXTURE / "results.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def fragment(memory_results) -> str:
+    from biasvar.report import render_fragment
+
+    return render_fragment(memory_results)
+
+
+def _in_section(els: list[dict], el: dict, sid: str) -> bool:
+    return el in els and any(e["tag"] == "section" and e["attrs"].get("class") == sid
+                             for e in els[:els.index(el)])
+
+
+def _section_classes(els: list[dict]) -> set[str]:
+    return {e["attrs"]["class"] for e in els if e["tag"] == "section"}
+
+
+def test_fragment_shows_the_verdict_remedies_and_plots(memory_results, fragment: str) -> None:
+    assert memory_results.run_dir is None
+    text = fragment
+    assert text.lstrip().startswith("<div") and text.rstrip().endswith("</div>")
+    for tag in ("<html", "<body", "<head", "<script", "<link", "<iframe", "<!DOCTYPE"):
+        assert tag.lower() not in text.lower(), tag
+    assert "http://" not in text and "https://" not in text and "url(" not in text
+    assert "could not be drawn" not in text
+    els = parse(text)
+    # the same sections as the page, but those that need the run's files (gallery.json)
+    assert _section_classes(els) == ALL_SECTIONS - {"gallery"}
+    assert not [e for e in els if e["tag"] == "section" and "id" in e["attrs"]]  # no clashes
+    verdict = [e for e in els if e["tag"] == "section" and e["attrs"]["class"] == "verdict"][0]
+    v = memory_results.verdict
+    assert v.label in verdict["text"] and "overfitting" in verdict["text"]
+    pos = [verdict["text"].index(r.action.replace("`", "")) for r in
+           sorted(v.remedies, key=lambda r: r.rank)]
+    assert pos == sorted(pos) and len(pos) == len(v.remedies) >= 3
+    # every plot inline: an <img> with a data: PNG in each section that draws one
+    imgs = [e for e in els if e["tag"] == "img"]
+    assert imgs and all(e["attrs"]["src"].startswith("data:image/png;base64,") for e in imgs)
+    sections = [e for e in els if e["tag"] in ("section", "img")]
+    for sid in PLOT_SECTIONS:
+        start = next(i for i, e in enumerate(sections) if e["tag"] == "section"
+                     and e["attrs"]["class"] == sid)
+        assert start + 1 < len(sections) and sections[start + 1]["tag"] == "img", sid
+    assert len(imgs) == len(PLOT_SECTIONS) + 1  # + the decomposition per class
+    # the key figures as saved
+    figures = [e for e in els if e["tag"] == "section" and e["attrs"]["class"] == "figures"][0]
+    assert f"{100 * memory_results.test_error:.2f}%" in figures["text"]
+
+
+def test_fragment_style_is_scoped(fragment: str) -> None:
+    """One <style>, inside the <div>, whose every rule applies only inside the fragment."""
+    styles = re.findall(r"<style>(.*?)</style>", fragment, flags=re.S)
+    assert len(styles) == 1 and fragment.index("<style>") > fragment.index("<div")
+    css = re.sub(r"@media[^{]*\{", "", styles[0])
+    selectors = [s.strip() for block in re.findall(r"([^{}]+)\{[^{}]*\}", css)
+                 for s in block.split(",")]
+    assert selectors and all(s.startswith(".bvr") for s in selectors), \
+        [s for s in selectors if not s.startswith(".bvr")]
+    assert re.match(r'\s*<div class="bvr bvr-fragment">', fragment)
+
+
+def test_fragment_escapes_remedies_and_reads_run_files(run_dir: Path) -> None:
+    from biasvar.analysis._results import Remedy, load_results
+    from biasvar.report import render_fragment
+
+    results = load_results(run_dir)
+    assert results.run_dir == run_dir
+    evil = Remedy(rank=99, name="x", action=f"try {EVIL_CLASS} & see", addresses="variance",
+                  evidence="see https://example.invalid")
+    v = results.verdict
+    results = results.replace(verdict=type(v)(label=v.label, evidence=v.evidence,
+                                              caveats=v.caveats, remedies=[*v.remedies, evil],
+                                              thresholds=v.thresholds))
+    text = render_fragment(results)
+    for r in results.verdict.remedies:
+        escaped = html.escape(r.action.replace("`", ""), quote=True)
+        assert escaped in re.sub(r"</?code>", "", text), r.action
+    assert EVIL_CLASS not in text and "<script" not in text
+    assert "http://" not in text and "https://" not in text
+    # with a run directory the files beside results.json are read: the gallery is there
+    els = parse(text)
+    assert "gallery" in _section_classes(els)
+    gallery = json.loads((run_dir / "gallery.json").read_text())
+    assert len([e for e in els if e["tag"] == "figcaption"]) == len(gallery)
+    assert not (run_dir / "report.html").exists()  # a fragment writes nothing
+    assert results._repr_html_().startswith('<div class="bvr bvr-fragment">')
+
+
+def test_chromium_renders_the_fragment(fragment: str, memory_results, tmp_path: Path) -> None:
+    """The fragment as a notebook would show it: inside a bare page, in a real browser."""
+    require_chromium()
+    page = tmp_path / "notebook.html"
+    page.write_text(f'<!DOCTYPE html><meta charset="utf-8"><div class="cell">{fragment}</div>',
+                    encoding="utf-8")
+    els = parse(dump_dom(page))
+    verdict = [e for e in els if e["tag"] == "section" and e["attrs"].get("class") == "verdict"]
+    assert len(verdict) == 1 and memory_results.verdict.label in verdict[0]["text"]
+    assert len([e for e in els if e["tag"] == "img"]) == len(PLOT_SECTIONS) + 1

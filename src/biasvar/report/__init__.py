@@ -8,13 +8,16 @@ the most confidently wrong test images, and the run's fits, config and environme
 whose data is absent are left out. Figures are inline PNGs drawn with matplotlib (Agg) from the
 saved numbers; nothing is recomputed or retrained, and this package never imports torch.
 
+:func:`render_fragment` gives the same sections for one :class:`~biasvar.analysis.Results` as an
+offline HTML fragment (a ``<div>`` with its own scoped style): what the results show in Jupyter.
+
 >>> from biasvar.report import render_report
 >>> render_report("runs/diagnose-fashion-mnist-cnn-1a2b3c4d")  # doctest: +SKIP
 PosixPath('runs/diagnose-fashion-mnist-cnn-1a2b3c4d/report.html')
 """
 from __future__ import annotations
 
-from ._html import render_html, render_report
+from ._html import render_fragment, render_html, render_report
 from ._load import load_run
 
-__all__ = ["render_report", "load_run", "render_html"]
+__all__ = ["render_report", "render_fragment", "load_run", "render_html"]

@@ -1,23 +1,30 @@
 """The report's figures: matplotlib (Agg, no pyplot state) to inline base64 PNG.
 
-Every function draws saved results as they are (SCHEMA.md shapes) and returns the PNG as a base64
-string, or None when there is nothing to draw. Nothing here recomputes a statistic: bands are the
-saved ``lo``/``hi``, error bars the saved ``ci95``, the extrapolation the saved power-law
-parameters evaluated on a grid.
+Every function draws saved results as they are — the typed records of
+:mod:`biasvar.analysis._results` (``LearningCurve``, ``ComplexityCurve``, ``Decomposition``, ...)
+or plain arrays — and returns the PNG as a base64 string, or None when there is nothing to draw.
+Nothing here recomputes a statistic: bands are the saved ``lo``/``hi``, error bars the saved
+``ci95``, the extrapolation the saved power-law parameters evaluated on a grid.
 """
 from __future__ import annotations
 
 import base64
 import io
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from .._fmt import num, pct
+
+if TYPE_CHECKING:
+    from ..analysis._results import (Band, ClassDecomposition, ComplexityCurve, Decomposition,
+                                     LearningCurve, PowerLaw, Term)
 
 __all__ = ["training_curves", "learning_curve", "complexity_curve", "decomposition_overall",
            "decomposition_per_class", "confusion_matrix", "COLORS"]
@@ -35,19 +42,13 @@ _DPI = 150  # figures are ~6-9.4 in wide: ~900-1400 px, sharp when shown at <= 9
 _WIDE = 9.4  # inches: the report's content width at 100 dpi
 
 
-def _num(x: Any) -> float | None:
-    """A finite real number as float, else None."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+def _floats(xs: Sequence[float | None]) -> np.ndarray:
+    """Numbers as a float array, None as NaN."""
+    return np.array([np.nan if x is None else x for x in xs], dtype=float)
 
 
-def _nums(xs: Any) -> np.ndarray:
-    """A list of numbers (None / missing -> NaN) as a float array; not a list -> empty."""
-    if not isinstance(xs, (list, tuple)):
-        return np.array([], dtype=float)
-    return np.array([np.nan if _num(x) is None else float(x) for x in xs], dtype=float)
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
 
 
 def _short(name: Any, n: int = 18) -> str:
@@ -86,11 +87,9 @@ def _style(ax: Any) -> None:
     ax.set_axisbelow(True)
 
 
-def _band(ax: Any, x: np.ndarray, block: Any, color: str, label: str, marker: str = "o") -> bool:
-    """Mean line with its saved [lo, hi] band; False when the block holds no finite mean."""
-    if not isinstance(block, dict):
-        return False
-    mean, lo, hi = _nums(block.get("mean")), _nums(block.get("lo")), _nums(block.get("hi"))
+def _band(ax: Any, x: np.ndarray, band: Band, color: str, label: str, marker: str = "o") -> bool:
+    """Mean line with its saved [lo, hi] band; False when the band holds no finite mean."""
+    mean, lo, hi = _floats(band.mean), _floats(band.lo), _floats(band.hi)
     if mean.size != x.size or not np.isfinite(mean).any():
         return False
     band = lo.size == x.size and hi.size == x.size and np.isfinite(lo).any()
@@ -101,16 +100,20 @@ def _band(ax: Any, x: np.ndarray, block: Any, color: str, label: str, marker: st
     return True
 
 
-def training_curves(history: Sequence[dict]) -> str | None:
-    """Train vs validation loss and accuracy per epoch (history.csv rows / reference.history)."""
-    rows = [r for r in history or [] if isinstance(r, dict)]
-    if not rows:
+def training_curves(epochs: np.ndarray, columns: Mapping[str, np.ndarray]) -> str | None:
+    """Train vs validation loss and accuracy per epoch: ``columns`` maps history.csv's column
+    names (``train_loss``, ``val_accuracy``, ...) to arrays as long as ``epochs`` (NaN: none)."""
+    epochs = np.asarray(epochs, dtype=float)
+    if epochs.size == 0:
         return None
-    epochs = np.array([_num(r.get("epoch")) if _num(r.get("epoch")) is not None else i + 1
-                       for i, r in enumerate(rows)], dtype=float)
+
+    def col(name: str) -> np.ndarray:
+        y = np.asarray(columns.get(name, []), dtype=float)
+        return y if y.size == epochs.size else np.full(epochs.size, np.nan)
+
     panels = [("loss", "loss (mean NLL)", False), ("accuracy", "accuracy", True)]
     present = [(k, t, pct) for k, t, pct in panels
-               if any(_num(r.get(f"{s}_{k}")) is not None for r in rows for s in ("train", "val"))]
+               if any(np.isfinite(col(f"{s}_{k}")).any() for s in ("train", "val"))]
     if not present:
         return None
     with matplotlib.rc_context(_RC):
@@ -118,8 +121,7 @@ def training_curves(history: Sequence[dict]) -> str | None:
         axes = _subplots(fig, 1, len(present))
         for ax, (key, title, pct) in zip(axes, present):
             for split, label in (("train", "train"), ("val", "validation")):
-                y = np.array([np.nan if _num(r.get(f"{split}_{key}")) is None
-                              else float(r[f"{split}_{key}"]) for r in rows])
+                y = col(f"{split}_{key}")
                 if np.isfinite(y).any():
                     ax.plot(epochs, y, marker="o", ms=3, lw=1.6, color=COLORS[split], label=label)
             ax.set_title(title)
@@ -133,12 +135,12 @@ def training_curves(history: Sequence[dict]) -> str | None:
         return _png(fig)
 
 
-def _power_law_grid(pl: Any, n_min: float) -> tuple[np.ndarray, np.ndarray] | None:
+def _power_law_grid(pl: PowerLaw | None, n_min: float) -> tuple[np.ndarray, np.ndarray] | None:
     """The saved fit err(n) = a·n^(−b) + c evaluated from n_min to 10·n_max (for drawing)."""
-    if not isinstance(pl, dict) or not pl.get("ok"):
+    if pl is None or not pl.ok:
         return None
-    a, b, c, n_max = (_num(pl.get(k)) for k in ("a", "b", "c", "n_max"))
-    if None in (a, b, c, n_max) or n_max <= 0 or n_min <= 0:
+    a, b, c, n_max = pl.a, pl.b, pl.c, pl.n_max
+    if not all(_finite(v) for v in (a, b, c, n_max)) or n_max <= 0 or n_min <= 0:
         return None
     n = np.geomspace(n_min, 10 * n_max, 120)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -148,39 +150,36 @@ def _power_law_grid(pl: Any, n_min: float) -> tuple[np.ndarray, np.ndarray] | No
     return n, err
 
 
-def learning_curve(lc: dict[str, Any]) -> str | None:
+def learning_curve(lc: LearningCurve) -> str | None:
     """Train/validation error vs training-set size (log x) with bands, and the power-law
     extrapolation (dashed) to 10× the largest size."""
-    sizes = _nums(lc.get("sizes"))
+    sizes = _floats(lc.sizes)
     if sizes.size == 0 or not np.isfinite(sizes).all() or (sizes <= 0).any():
         return None
     with matplotlib.rc_context(_RC):
         fig = _figure(_WIDE, 3.6)
         ax = _subplots(fig, 1, 1)[0]
-        drew = _band(ax, sizes, lc.get("train_error"), COLORS["train"], "train")
-        drew |= _band(ax, sizes, lc.get("val_error"), COLORS["val"], "validation")
+        drew = _band(ax, sizes, lc.train_error, COLORS["train"], "train")
+        drew |= _band(ax, sizes, lc.val_error, COLORS["val"], "validation")
         if not drew:
             return None
-        pl = lc.get("power_law")
+        pl = lc.power_law
         grid = _power_law_grid(pl, float(sizes.min()))
-        if grid is not None:
+        if pl is not None and grid is not None:
             n, err = grid
             ax.plot(n, err, ls="--", lw=1.4, color=COLORS["val"], alpha=0.9,
                     label="power-law fit a·n$^{-b}$ + c (extrapolated)")
-            n_max = float(pl["n_max"])
-            for k, key in ((2, "err_2x"), (10, "err_10x")):
-                e = _num(pl.get(key))
-                if e is not None:
+            n_max = float(pl.n_max)
+            for k, e in ((2, pl.err_2x), (10, pl.err_10x)):
+                if _finite(e):
                     ax.plot([k * n_max], [e], marker="D", ms=5, color=COLORS["val"],
                             mfc="white", zorder=5)
-                    ax.annotate(f"{k}× data: {100 * e:.1f}%", (k * n_max, e),
+                    ax.annotate(f"{k}× data: {pct(e)}", (k * n_max, e),
                                 textcoords="offset points", xytext=(0, 8), ha="center",
                                 fontsize=8, color="#444444")
             ax.axvline(n_max, color="#888888", lw=0.8, ls=":")
-            c = _num(pl.get("c"))
-            if c is not None:
-                ax.axhline(c, color="#888888", lw=0.8, ls="-.",
-                           label=f"asymptote c = {100 * c:.1f}%")
+            ax.axhline(pl.c, color="#888888", lw=0.8, ls="-.",
+                       label=f"asymptote c = {pct(pl.c)}")
         ax.set_xscale("log")
         ax.set_xlabel("training images (log scale)")
         ax.set_ylabel("error")
@@ -192,21 +191,15 @@ def learning_curve(lc: dict[str, Any]) -> str | None:
         return _png(fig)
 
 
-def _terms(decs: Sequence[Any], loss: str, names: Sequence[str]) -> dict[str, tuple]:
+def _terms(decs: Sequence[Decomposition | None], loss: str, names: Sequence[str]
+           ) -> dict[str, tuple]:
     """Per curve value: (value, lo, hi) arrays of each term of one loss (NaN where absent)."""
     out = {}
     for name in names:
-        v, lo, hi = [], [], []
-        for d in decs:
-            t = d.get(loss, {}).get(name) if isinstance(d, dict) and isinstance(d.get(loss),
-                                                                                dict) else None
-            val = _num(t.get("value")) if isinstance(t, dict) else None
-            ci = t.get("ci95") if isinstance(t, dict) else None
-            ci = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
-            v.append(np.nan if val is None else val)
-            lo.append(np.nan if _num(ci[0]) is None else float(ci[0]))
-            hi.append(np.nan if _num(ci[1]) is None else float(ci[1]))
-        out[name] = (np.array(v), np.array(lo), np.array(hi))
+        terms = [getattr(getattr(d, loss), name) if d is not None else None for d in decs]
+        out[name] = (_floats([t.value if t else None for t in terms]),
+                     _floats([t.ci95[0] if t else None for t in terms]),
+                     _floats([t.ci95[1] if t else None for t in terms]))
     return out
 
 
@@ -220,32 +213,30 @@ def _errorbar_line(ax: Any, x: np.ndarray, triple: tuple, color: str, label: str
                 color=color, capsize=3, label=label)
 
 
-def complexity_curve(cc: dict[str, Any]) -> str | None:
+def complexity_curve(cc: ComplexityCurve) -> str | None:
     """Train/validation error vs the swept parameter; with a decomposition per value, also the
     0-1 bias / net variance / loss and the cross-entropy bias / variance / risk with their CIs."""
-    values = cc.get("values")
-    if not isinstance(values, list) or not values:
+    values = list(cc.values)
+    if not values:
         return None
-    numeric = _nums(values)
-    is_num = bool(np.isfinite(numeric).all())
+    is_num = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    numeric = _floats(values) if is_num else np.array([], dtype=float)
     x = numeric if is_num else np.arange(len(values), dtype=float)
     log_x = is_num and (numeric > 0).all() and numeric.max() / numeric.min() >= 8
-    decs = cc.get("decomposition")
-    decs = decs if isinstance(decs, list) and len(decs) == len(values) and \
-        any(isinstance(d, dict) for d in decs) else None
-    param = str(cc.get("param", "value"))
+    decs = cc.decomposition
+    decs = decs if decs and len(decs) == len(values) and any(decs) else None
+    param = cc.param
     with matplotlib.rc_context(_RC):
         fig = _figure(_WIDE, 3.4)
         axes = _subplots(fig, 1, 3 if decs else 1)
         ax = axes[0]
-        drew = _band(ax, x, cc.get("train_error"), COLORS["train"], "train")
-        drew |= _band(ax, x, cc.get("val_error"), COLORS["val"], "validation")
+        drew = _band(ax, x, cc.train_error, COLORS["train"], "train")
+        drew |= _band(ax, x, cc.val_error, COLORS["val"], "validation")
         if not drew and not decs:
             return None
         ax.set_title("train / validation error")
-        best = cc.get("best_value")
-        ref = cc.get("reference_value")
-        for v, style, label in ((best, "--", "best"), (ref, ":", "reference")):
+        for v, style, label in ((cc.best_value, "--", "best"), (cc.reference_value, ":",
+                                                               "reference")):
             if v is None:
                 continue
             try:
@@ -287,36 +278,30 @@ def complexity_curve(cc: dict[str, Any]) -> str | None:
         return _png(fig)
 
 
-def _stack(ax: Any, xpos: float, bottom_term: Any, top_term: Any, total_term: Any,
+def _stack(ax: Any, xpos: float, bottom_term: Term, top_term: Term, total_term: Term,
            labels: tuple[str, str, str], width: float = 0.55) -> None:
     """One stacked bar: bottom + top (top may be negative: drawn hatched, downwards) with the
     95% CI of the bottom term at its top and of the total at the stack's top."""
-    b = _num(bottom_term.get("value")) if isinstance(bottom_term, dict) else None
-    t = _num(top_term.get("value")) if isinstance(top_term, dict) else None
-    if b is None:
+    b, t, tot = bottom_term.value, top_term.value, total_term.value
+    if not _finite(b):
         return
     ax.bar(xpos, b, width, color=COLORS["bias"], label=labels[0])
-    if t is not None:
+    if _finite(t):
         ax.bar(xpos, t, width, bottom=b, color=COLORS["variance"], label=labels[1],
                hatch="//" if t < 0 else None, edgecolor="white" if t < 0 else None, lw=0)
-    for (term, y), dx in (((bottom_term, b), -width / 4), ((total_term, None), width / 4)):
-        if not isinstance(term, dict):
+    for term, dx, label in ((bottom_term, -width / 4, None), (total_term, width / 4, "95% CI")):
+        val, (lo, hi) = term.value, term.ci95
+        if not (_finite(val) and _finite(lo) and _finite(hi)):
             continue
-        val = _num(term.get("value")) if y is None else y
-        ci = term.get("ci95")
-        if val is None or not (isinstance(ci, (list, tuple)) and len(ci) == 2) or \
-                _num(ci[0]) is None or _num(ci[1]) is None:
-            continue
-        yerr = [[max(val - ci[0], 0.0)], [max(ci[1] - val, 0.0)]]
+        yerr = [[max(val - lo, 0.0)], [max(hi - val, 0.0)]]
         ax.errorbar([xpos + dx], [val], yerr=yerr, fmt="none", ecolor=COLORS["total"],
-                    capsize=4, lw=1.1, label="95% CI" if y is None else None)
-    tot = _num(total_term.get("value")) if isinstance(total_term, dict) else None
-    if tot is not None:
+                    capsize=4, lw=1.1, label=label)
+    if _finite(tot):
         ax.plot([xpos - width / 2, xpos + width / 2], [tot, tot], color=COLORS["total"], lw=1.6,
                 label=labels[2])
 
 
-def decomposition_overall(dec: dict[str, Any]) -> str | None:
+def decomposition_overall(dec: Decomposition) -> str | None:
     """Stacked bars with 95% CIs: bias + net variance = 0-1 loss, bias² + variance = squared
     error, bias + variance = cross-entropy; beside them the ensemble's error / cross-entropy."""
     specs = [("zero_one", ("bias", "net_variance", "loss"),
@@ -325,29 +310,25 @@ def decomposition_overall(dec: dict[str, Any]) -> str | None:
               ("bias²", "variance", "squared error"), "squared error of probabilities", None),
              ("cross_entropy", ("bias", "variance", "risk"),
               ("bias", "variance", "cross-entropy"), "cross-entropy (nats)", "cross_entropy")]
-    specs = [s for s in specs if isinstance(dec.get(s[0]), dict)
-             and isinstance(dec[s[0]].get(s[1][0]), dict)]
-    if not specs:
-        return None
-    ens = dec.get("ensemble") if isinstance(dec.get("ensemble"), dict) else {}
+    ens = dec.ensemble
     with matplotlib.rc_context(_RC):
         fig = _figure(_WIDE, 3.9)
         axes = _subplots(fig, 1, len(specs))
         for ax, (loss, keys, labels, title, ens_key) in zip(axes, specs):
-            block = dec[loss]
-            _stack(ax, 0.0, block.get(keys[0]), block.get(keys[1]), block.get(keys[2]), labels)
+            block = getattr(dec, loss)
+            terms = [getattr(block, k) for k in keys]
+            _stack(ax, 0.0, *terms, labels)
             ticks, names = [0.0], ["one model\n(average of R)"]
-            e = _num(ens.get(ens_key)) if ens_key else None
-            if e is not None:
+            fmt = pct if loss == "zero_one" else num
+            e = getattr(ens, ens_key) if ens is not None and ens_key else None
+            if _finite(e):
                 ax.bar(1.0, e, 0.55, color=COLORS["ensemble"], label="ensemble of the R models")
-                ax.annotate(f"{100 * e:.1f}%" if loss == "zero_one" else f"{e:.3f}", (1.0, e),
+                ax.annotate(fmt(e), (1.0, e),
                             textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
                 ticks.append(1.0)
                 names.append("ensemble")
-            tot = _num(block.get(keys[2], {}).get("value")) if isinstance(block.get(keys[2]),
-                                                                           dict) else None
-            fmt = (lambda v: f"{100 * v:.1f}%") if loss == "zero_one" else (lambda v: f"{v:.3f}")
-            if tot is not None:
+            tot = terms[2].value
+            if _finite(tot):
                 ax.annotate(fmt(tot), (-0.3, tot), textcoords="offset points", xytext=(-3, 0),
                             va="center", ha="right", fontsize=8)
             ax.set_xticks(ticks)
@@ -363,10 +344,10 @@ def decomposition_overall(dec: dict[str, Any]) -> str | None:
         return _png(fig)
 
 
-def decomposition_per_class(per_class: dict[str, Any], order: Sequence[str] | None = None
-                            ) -> str | None:
+def decomposition_per_class(per_class: Mapping[str, ClassDecomposition],
+                            order: Sequence[str] | None = None) -> str | None:
     """Per class stacked bars: bias + net variance (0-1) and bias + variance (cross-entropy)."""
-    if not isinstance(per_class, dict) or not per_class:
+    if not per_class:
         return None
     names = [c for c in (order or []) if c in per_class] + \
         [c for c in per_class if c not in set(order or [])]
@@ -381,11 +362,7 @@ def decomposition_per_class(per_class: dict[str, Any], order: Sequence[str] | No
         drew = False
         for ax, (loss, lo_key, hi_key, tot_key, title) in zip(axes, specs):
             def col(key: str) -> np.ndarray:
-                vals = []
-                for n in names:
-                    b = per_class[n].get(loss) if isinstance(per_class[n], dict) else None
-                    vals.append(_num(b.get(key)) if isinstance(b, dict) else None)
-                return np.array([np.nan if v is None else v for v in vals])
+                return _floats([getattr(per_class[n], loss).get(key) for n in names])
             low, high, tot = col(lo_key), col(hi_key), col(tot_key)
             if not np.isfinite(low).any():
                 continue
