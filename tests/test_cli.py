@@ -156,3 +156,60 @@ def test_l1_penalty_shrinks_weights():
 
     sparse = fit(replace(cfg, l1=1e-2), data, progress=False).model
     assert l1(sparse) < 0.7 * l1(plain)
+
+
+# -- the parser: no abbreviations, errors that name the command and the nearest flag ----------
+
+def _parse_error(argv, capsys) -> str:
+    from biasvar.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_flags_are_never_abbreviated(capsys):
+    err = _parse_error(["train", "--dataset", "digits", "--epoch", "5"], capsys)
+    assert "biasvar train: error: unrecognized arguments: --epoch 5" in err
+    assert "Did you mean '--epochs'?" in err
+
+
+def test_an_unknown_flag_names_its_command_and_the_nearest_flag(capsys):
+    err = _parse_error(["diagnose", "--datset", "mnist"], capsys)
+    assert err.startswith("usage: biasvar diagnose")
+    assert "biasvar diagnose: error: unrecognized arguments: --datset mnist" in err
+    assert "Did you mean '--dataset'?" in err
+    err = _parse_error(["curve", "learning", "--sise", "100"], capsys)
+    assert "biasvar curve learning: error:" in err and "'--sizes'" in err
+
+
+def test_an_unknown_dataset_is_named_before_the_target_error(tmp_path):
+    r = run_cli("diagnose", "--dataset", "cifar100", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "dataset: unknown value 'cifar100'" in r.stderr and "target_error" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_shows_types_and_resolved_defaults(capsys):
+    from biasvar.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["diagnose", "--help"])
+    out = capsys.readouterr().out
+    assert " V " not in out and "dataset default" not in out
+    assert "--epochs INT" in out and "--lr FLOAT" in out and "--profile {quick,thorough}" in out
+    flat = " ".join(out.split())
+    assert "per dataset: fashion-mnist 10, mnist 5, cifar10 20, digits 20, others 10" in flat
+    assert "per model: mlp 256, cnn 32" in flat
+    assert "caps every fit at 3 epochs" in flat
+
+
+def test_every_command_parses_to_a_function():
+    from biasvar.cli import build_parser
+
+    parser, subs = build_parser()
+    for name, p in subs.items():
+        if name == "curve":
+            continue
+        assert callable(p.get_default("func")), name

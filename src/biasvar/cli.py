@@ -1,72 +1,125 @@
-"""The ``biasvar`` command line.
+"""The ``biasvar`` command line: every parser, and each command as a thin call of the Python API.
 
-Every command that trains takes ``--config FILE.yaml`` plus flags for every config field (flags
-win), writes a run directory (``--out`` or a name derived from the config) and never shows a
-traceback for a user error: the message names the field, the value and the fix.
+Every command that trains takes ``--config FILE.yaml`` plus a flag for every option (flags win),
+writes a run directory (``--out`` or a name derived from the options) and never shows a
+traceback for a user error: the message names the field, the value and the fix, and the exit
+status is 2. Flags are never abbreviated (``--epoch`` is an error, not ``--epochs``).
 """
 from __future__ import annotations
 
 import argparse
-import difflib
-import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
-from .config import ExperimentConfig, from_dict, get_type_hints, load_config, resolve
-from .errors import BiasvarError
+from .config import (DATASET_DEFAULTS, MODEL_DEFAULTS, AnalysisConfig, ExperimentConfig,
+                     from_dict, load_analysis, load_config)
+from .errors import BiasvarError, suggest
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
-_GROUP_TITLES = {"data": "data", "model": "model", "training": "training",
-                 "runtime": "runtime"}
-
 
 class _Parser(argparse.ArgumentParser):
+    """No abbreviations; an unknown flag names the command and the nearest known flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("unrecognized arguments"):
             opts = [s for a in self._actions for s in a.option_strings]
             for bad in message.split(":", 1)[1].split():
                 if bad.startswith("-"):
-                    close = difflib.get_close_matches(bad.split("=")[0], opts, n=1, cutoff=0.6)
-                    if close:
-                        message += f" (did you mean {close[0]}?)"
+                    hint = suggest(bad.split("=")[0], opts)
+                    if hint:
+                        message += f".{hint}"
                         break
+            message += f" (`{self.prog} --help` lists the options)"
         super().error(message)
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per config field (``--width 64``, ``--batchnorm/--no-batchnorm``)."""
-    p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file; flags "
-                   "given on the command line override it")
-    hints = get_type_hints(ExperimentConfig)
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields(ExperimentConfig):
+# --------------------------------------------------------------------------- option flags
+
+def _metavar(f: Any, tp: Any) -> str:
+    if f.metadata.get("metavar"):
+        return f.metadata["metavar"]
+    if f.metadata.get("choices"):
+        return "{" + ",".join(str(c) for c in f.metadata["choices"]) + "}"
+    base = [a for a in get_args(tp) if a is not type(None)] or [tp]
+    return {int: "INT", float: "FLOAT"}.get(base[0], "TEXT")
+
+
+def _per(table: dict[str, dict[str, Any]], name: str) -> str:
+    parts = [f"{k} {v[name]}" for k, v in table.items()
+             if k != "*" and v.get(name) is not None]
+    other = table["*"].get(name)
+    return ", ".join(parts) + (f", others {other}" if other is not None else "")
+
+
+def _default_text(f: Any) -> str:
+    if f.name in DATASET_DEFAULTS["*"]:
+        return f"per dataset: {_per(DATASET_DEFAULTS, f.name)}"
+    if f.name in MODEL_DEFAULTS["*"]:
+        return f"per model: {_per(MODEL_DEFAULTS, f.name)}; none for linear"
+    if f.default is None:
+        return "none"
+    if isinstance(f.default, bool):
+        return "on" if f.default else "off"
+    return str(f.default)
+
+
+def _add_fields(p: argparse.ArgumentParser, cls: type, command: str | None = None) -> None:
+    """One flag per config field (``--width 64``, ``--batchnorm/--no-batchnorm``); for
+    :class:`AnalysisConfig`, the fields that ``command`` takes."""
+    hints = get_type_hints(cls)
+    groups: dict[str, Any] = {}
+    for f in fields(cls):
+        if command is not None and command not in f.metadata.get("commands", ()):
+            continue
         g = f.metadata.get("group", "training")
         if g not in groups:
-            groups[g] = p.add_argument_group(f"{_GROUP_TITLES.get(g, g)} options")
+            groups[g] = p.add_argument_group(f"{g} options")
         flag = "--" + f.name.replace("_", "-")
-        default = "dataset default" if f.default is None and f.name in (
-            "epochs", "batch_size", "lr", "width", "depth") else f.default
-        help_ = f"{f.metadata['help']} (default: {default})"
+        help_ = f"{f.metadata['help']} (default: {_default_text(f)})".replace("%", "%%")
         if hints[f.name] is bool:
             groups[g].add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_)
         else:
-            groups[g].add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar="V",
-                                   help=help_)
+            groups[g].add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
+                                   metavar=_metavar(f, hints[f.name]), help=help_)
+
+
+def _add_config(p: argparse.ArgumentParser, analysis: str | None = None) -> None:
+    p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (a "
+                   "run's saved config.yaml works, its analysis: section too); flags given on "
+                   "the command line override it")
+    if analysis:
+        _add_fields(p, AnalysisConfig, analysis)
+    _add_fields(p, ExperimentConfig)
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    names = {f.name for f in fields(ExperimentConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in names}
+    overrides = _overrides(args, ExperimentConfig)
     if getattr(args, "config", None):
         return load_config(args.config, **overrides)
     return from_dict(overrides, source="flag")
 
 
-def _run_opts(p: argparse.ArgumentParser) -> None:
+def analysis_from_args(args: argparse.Namespace) -> AnalysisConfig:
+    overrides = _overrides(args, AnalysisConfig)
+    if getattr(args, "config", None):
+        return load_analysis(args.config, **overrides)
+    return from_dict(overrides, cls=AnalysisConfig, source="flag")
+
+
+def _run_opts(p: argparse.ArgumentParser, *, analysis: bool = False) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<command>-"
                    "<dataset>-<model>-<hash>)")
     p.add_argument("--fresh", action="store_true", help="discard a previous run in the run "
@@ -75,41 +128,183 @@ def _run_opts(p: argparse.ArgumentParser) -> None:
                    help="no progress bars")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html")
+    if analysis:
+        p.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="train fits in N local processes (default: 1, in this process)")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print the planned fits and an estimated time, then stop")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# --------------------------------------------------------------------------------- commands
+
+def _datasets(args: argparse.Namespace) -> int:
+    from .data import list_datasets
+
+    print(f"{'name':<15} {'shape':<9} {'classes':>7}  description / where files are looked for")
+    for d in list_datasets():
+        shape = "x".join(map(str, d.shape))
+        print(f"{d.name:<15} {shape:<9} {d.num_classes:>7}  {d.description}\n{'':<34}{d.where}")
+    print(f"{'imagefolder:PATH':<15} {'any':<9} {'any':>7}  a folder per class of images")
+    print(f"{'csv:PATH':<15} {'any':<9} {'any':>7}  a CSV with columns path,label (paths "
+          "relative to it)")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .data import list_datasets
+    from .errors import unknown_name
+    from .models import list_models
+
+    info = {d.name: d for d in list_datasets()}
+    if args.dataset not in info:
+        raise unknown_name("--dataset", args.dataset, info)
+    d = info[args.dataset]
+    print(f"{'name':<10} {'params':>10}  default width/depth   description "
+          f"(parameters for {args.dataset}: {'x'.join(map(str, d.shape))}, "
+          f"{d.num_classes} classes)")
+    for m, n in list_models(d.shape, d.num_classes):
+        md = MODEL_DEFAULTS.get(m.name, {})
+        wd = f"{md.get('width') or '-'}/{md.get('depth') if md.get('depth') is not None else '-'}"
+        print(f"{m.name:<10} {n:>10,}  {wd:<20} {m.description}")
+    print(f"{'pkg.mod:fn':<10} {'':>10}  {'':<20} your own nn.Module factory")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .runs import train_run
+
+    train_run(config_from_args(args), out=args.out, fresh=args.fresh, resume=args.resume,
+              progress=args.progress, report=args.report)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .runs import evaluate_run, print_metrics
+
+    print_metrics(evaluate_run(Path(args.run_dir), checkpoint=args.checkpoint,
+                               device=args.device))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .runs import render
+
+    print(f"report: {render(Path(args.run_dir), required=True)}")
+    return 0
+
+
+def _show(result: Any, args: argparse.Namespace) -> int:
+    """Print a result (or a dry run's plan) and where its report is."""
+    print(result)
+    run_dir = getattr(result, "run_dir", None)
+    if getattr(args, "report", False) and run_dir is not None and not hasattr(result, "rows") \
+            and (Path(run_dir) / "report.html").is_file():
+        print(f"report: {Path(run_dir) / 'report.html'}")
+    return 0
+
+
+def _analysis(fn_name: str) -> Any:
+    def command(args: argparse.Namespace) -> int:
+        from . import analysis as api
+
+        fn = getattr(api, fn_name)
+        return _show(fn(config_from_args(args), analysis=analysis_from_args(args),
+                        workers=args.workers, out=args.out, progress=args.progress,
+                        fresh=args.fresh, dry_run=args.dry_run, report=args.report), args)
+    return command
+
+
+def _decompose(args: argparse.Namespace) -> int:
+    if not args.from_predictions:
+        return _analysis("decompose")(args)
+    from .analysis import decompose_predictions, load_predictions
+
+    lp, labels, classes = load_predictions(args.from_predictions)
+    src = Path(args.from_predictions)
+    out = Path(args.out) if args.out else src.parent / (src.with_suffix("").name
+                                                        + "-decomposition")
+    a = analysis_from_args(args)
+    return _show(decompose_predictions(lp, labels, classes=classes,
+                                       sampling=a.sampling or "bootstrap", out=out,
+                                       source=str(src), report=args.report), args)
+
+
+# ----------------------------------------------------------------------------------- parser
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its subcommands' parsers (by command name, ``curve learning`` too)."""
     from . import __version__
 
     parser = _Parser(prog="biasvar", description="Is my classifier's error bias or variance, "
                      "how much of each, and what will fix it?")
     parser.add_argument("--version", action="version", version=f"biasvar {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subs: dict[str, argparse.ArgumentParser] = {}
 
-    sub.add_parser("datasets", help="list the built-in datasets and where their files are looked for")
-    p = sub.add_parser("models", help="list the models with their parameter counts")
-    p.add_argument("--dataset", default="fashion-mnist", help="count parameters for this "
-                   "dataset's input shape (built-ins only)")
+    def add(name: str, func: Any, parent: Any = sub, **kw: Any) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, **kw)
+        p.set_defaults(func=func)
+        subs[f"{'curve ' if parent is not sub else ''}{name}"] = p
+        return p
 
-    p = sub.add_parser("train", help="train one model and evaluate it on train/val/test",
-                       description="Train one model; writes config.yaml, env.json, history.csv, "
-                       "metrics.json, last.pt, best.pt and report.html to its run directory. "
-                       "Running the same command again continues an interrupted run.")
+    add("datasets", _datasets, help="list the built-in datasets and where their files are "
+        "looked for")
+    p = add("models", _models, help="list the models with their parameter counts")
+    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
+                   help="count parameters for this built-in dataset's input shape (default: "
+                   "fashion-mnist)")
+
+    p = add("train", _train, help="train one model and evaluate it on train/val/test",
+            description="Train one model; writes config.yaml, env.json, history.csv, "
+            "metrics.json, last.pt, best.pt and report.html to its run directory. Running the "
+            "same command again continues an interrupted run.")
     _run_opts(p)
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from the run directory's last.pt (or this checkpoint file)")
-    add_config_flags(p)
+    _add_config(p)
 
-    p = sub.add_parser("evaluate", help="re-score a trained run on train/val/test")
+    p = add("evaluate", _evaluate, help="re-score a trained run on train/val/test")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoint", choices=("auto", "best", "last"), default="auto",
                    help="weights to score: best.pt, last.pt, or auto (best when early stopping "
-                   "restored it, else last)")
-    p.add_argument("--device", default="auto")
+                   "restored it, else last; default: auto)")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
 
-    from .commands import add_commands
+    p = add("diagnose", _analysis("diagnose"),
+            help="the main job: gap, learning curve and decomposition → a verdict with ranked "
+            "remedies",
+            description="Is the error bias or variance, how much, and what fixes it? Writes "
+            "results.json and report.html; rerunning the same command trains only what is "
+            "missing. The quick profile caps every fit at 3 epochs (unless --epochs is "
+            "given); --profile thorough trains the configured epochs.")
+    _run_opts(p, analysis=True)
+    _add_config(p, "diagnose")
 
-    add_commands(sub, add_config_flags, _run_opts)
-    return parser
+    p = sub.add_parser("curve", help="learning curve (error vs training size) or complexity "
+                       "curve (error vs a capacity/regularisation knob)")
+    subs["curve"] = p
+    csub = p.add_subparsers(dest="curve", metavar="KIND", required=True, parser_class=_Parser)
+    p = add("learning", _analysis("learning_curve"), csub, help="error vs training-set size")
+    _run_opts(p, analysis=True)
+    _add_config(p, "learning")
+    p = add("complexity", _analysis("complexity_curve"), csub,
+            help="error vs width, depth, weight decay, dropout, epochs, augmentation "
+            "strength...")
+    _run_opts(p, analysis=True)
+    _add_config(p, "complexity")
+
+    p = add("decompose", _decompose, help="bias, variance and net variance (0-1, squared "
+            "error, cross-entropy) of models retrained on resampled data")
+    p.add_argument("--from-predictions", metavar="FILE.npz", default=None,
+                   help="analyse predictions made elsewhere: arrays log_probs (R×m×K) and "
+                   "labels (m), optional classes; nothing is trained")
+    _run_opts(p, analysis=True)
+    _add_config(p, "decompose")
+
+    add("report", _report, help="(re)render report.html of a run directory from its saved "
+        "results, without training").add_argument("run_dir", metavar="RUN_DIR")
+    return parser, subs
 
 
 def _format_warnings() -> None:
@@ -128,15 +323,16 @@ def _format_warnings() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _format_warnings()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, subs = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if not args.command:
         parser.print_help()
         return 0
-    from . import commands
-
+    if extra:  # reported by the subcommand's parser: its usage, its flags
+        key = f"curve {args.curve}" if args.command == "curve" else args.command
+        subs.get(key, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(commands.run(args) or 0)
+        return int(args.func(args) or 0)
     except BiasvarError as e:
         print(f"biasvar: error: {e}", file=sys.stderr)
         return 2

@@ -18,11 +18,15 @@ from typing import Any, get_args, get_type_hints  # noqa: F401 (get_type_hints r
 
 import yaml
 
+from .analysis._profiles import PROFILES, SAMPLINGS
 from .errors import ConfigError, suggest
+from .knobs import KNOBS
 
 __all__ = [
     "ExperimentConfig",
+    "AnalysisConfig",
     "DATASET_DEFAULTS",
+    "load_analysis",
     "load_config",
     "resolve",
     "config_hash",
@@ -33,11 +37,14 @@ __all__ = [
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
          hi: float | None = None, lo_open: bool = False, group: str = "training",
-         semantic: bool = True) -> Any:
+         semantic: bool = True, commands: tuple[str, ...] = (), metavar: str | None = None
+         ) -> Any:
     """A config field. ``semantic=False`` fields (device, threads...) do not change the result's
-    meaning and are left out of the config hash that names run directories and fit jobs."""
+    meaning and are left out of the config hash that names run directories and fit jobs.
+    ``commands`` (analysis options) names the commands that take the field as a flag."""
     return field(default=default, metadata=dict(help=help, choices=choices, lo=lo, hi=hi,
-                                                lo_open=lo_open, group=group, semantic=semantic))
+                                                lo_open=lo_open, group=group, semantic=semantic,
+                                                commands=commands, metavar=metavar))
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,64 @@ class ExperimentConfig:
         validate(self)
 
 
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """The options of the analyses (diagnose, curve learning|complexity, decompose): saved with
+    the run as ``config.yaml``'s ``analysis:`` section and read back by ``--config``.
+
+    ``None`` means "the command's default" (the profile's, for diagnose); see
+    :func:`biasvar.analysis.resolve_analysis`.
+    """
+
+    profile: str = _opt("quick", "how much a diagnosis spends: quick (minutes) or thorough (adds "
+                        "a width complexity curve, more models and seeds)",
+                        choices=tuple(PROFILES.names()), group="analysis",
+                        commands=("diagnose",))
+    rounds: int | None = _opt(None, "models trained on resampled data for the decomposition "
+                              "(at least 2; 0 = none on a complexity curve); default: diagnose "
+                              "the profile's, decompose 5, complexity 0", lo=0, hi=1000,
+                              group="analysis", metavar="R",
+                              commands=("diagnose", "decompose", "complexity"))
+    sampling: str | None = _opt(None, "how each model's training set is drawn: "
+                                + ", ".join(f"{k} ({SAMPLINGS.get(k)})" for k in SAMPLINGS)
+                                + "; default bootstrap", choices=tuple(SAMPLINGS.names()),
+                                group="analysis", commands=("diagnose", "decompose",
+                                                            "complexity"))
+    fraction: float = _opt(0.5, "subsample: fraction of the training set per model", lo=0.0,
+                           hi=1.0, lo_open=True, group="analysis", metavar="F",
+                           commands=("diagnose", "decompose", "complexity"))
+    label_noise: float = _opt(0.0, "flip this fraction of the training labels of the "
+                              "decomposition's models (double-descent studies)", lo=0.0,
+                              hi=0.99, group="analysis", metavar="F",
+                              commands=("diagnose", "decompose", "complexity"))
+    sizes: str = _opt("0.0625,0.125,0.25,0.5,1", "learning-curve training-set sizes: counts "
+                      "(500,1000) or fractions of the training set (0.1,0.5,1)",
+                      group="analysis", metavar="LIST", commands=("learning",))
+    seeds: int = _opt(2, "seeds per curve point", lo=1, hi=100, group="analysis", metavar="N",
+                      commands=("learning", "complexity"))
+    param: str | None = _opt(None, "the knob a complexity curve turns (required): "
+                             + ", ".join(f"{k} ({KNOBS.get(k).side})" for k in KNOBS),
+                             choices=tuple(KNOBS.names()), group="analysis",
+                             commands=("complexity",))
+    values: str | None = _opt(None, "the knob's values, comma-separated (required), e.g. "
+                              "8,16,32,64", group="analysis", metavar="LIST",
+                              commands=("complexity",))
+    target_error: float | None = _opt(None, "best achievable error of the task, for the "
+                                      "avoidable bias; default: the best-known error of a "
+                                      "built-in dataset", lo=0.0, hi=1.0, group="analysis",
+                                      metavar="E", semantic=False,
+                                      commands=("diagnose", "learning", "complexity",
+                                                "decompose"))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def semantic(self) -> dict[str, Any]:
+        """The options that change which fits an analysis trains (they name its run
+        directory); the target error changes only the verdict."""
+        return semantic_dict(self)
+
+
 #: Per-dataset defaults for fields left at None: chosen so that a short run trains well.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "fashion-mnist": dict(epochs=10, batch_size=128, lr=2e-3),
@@ -150,23 +215,24 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-_TYPES: dict[str, Any] = {}
+_TYPES: dict[type, dict[str, Any]] = {}
 
 
-def _field_type(name: str) -> tuple[type, bool]:
+def _field_type(name: str, cls: type = None) -> tuple[type, bool]:  # type: ignore[assignment]
     """(base type, optional?) of a config field, from its annotation."""
-    if not _TYPES:
-        _TYPES.update(get_type_hints(ExperimentConfig))
-    t = _TYPES[name]
+    cls = cls or ExperimentConfig
+    if cls not in _TYPES:
+        _TYPES[cls] = get_type_hints(cls)
+    t = _TYPES[cls][name]
     args = [a for a in get_args(t) if a is not type(None)]
     if args:
         return args[0], True
     return t, False
 
 
-def coerce(name: str, value: Any) -> Any:
+def coerce(name: str, value: Any, cls: type | None = None) -> Any:
     """Convert a value from YAML or the command line to the field's type, or raise ConfigError."""
-    base, optional = _field_type(name)
+    base, optional = _field_type(name, cls)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")
                          and optional):
         if optional:
@@ -212,7 +278,7 @@ def validate(cfg: ExperimentConfig) -> None:
     """Check every field's type and range; raise ConfigError naming field, value and range."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        coerced = coerce(f.name, value)
+        coerced = coerce(f.name, value, type(cfg))
         if coerced != value or type(coerced) is not type(value):
             object.__setattr__(cfg, f.name, coerced)
             value = coerced
@@ -234,26 +300,28 @@ def validate(cfg: ExperimentConfig) -> None:
                 rng = f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
                 raise ConfigError(f"{f.name}: {value!r} is out of range; allowed {rng}. "
                                   f"({m['help']})")
-    if cfg.val_fraction + cfg.test_fraction >= 1.0:
+    if isinstance(cfg, ExperimentConfig) and cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ConfigError(f"val_fraction + test_fraction: {cfg.val_fraction} + {cfg.test_fraction}"
                           " leaves no training data; keep their sum below 1.")
 
 
-def field_names() -> list[str]:
-    return [f.name for f in fields(ExperimentConfig)]
+def field_names(cls: type | None = None) -> list[str]:
+    return [f.name for f in fields(cls or ExperimentConfig)]
 
 
-def from_dict(d: dict[str, Any], *, base: ExperimentConfig | None = None,
-              source: str = "config") -> ExperimentConfig:
-    """Build a config from a mapping (YAML file, flags), rejecting unknown keys."""
-    names = field_names()
+def from_dict(d: dict[str, Any], *, base: Any = None, source: str = "config",
+              cls: type | None = None) -> Any:
+    """Build a config (an :class:`ExperimentConfig`, or ``cls``) from a mapping (YAML file,
+    flags), rejecting unknown keys."""
+    cls = cls or (type(base) if base is not None else ExperimentConfig)
+    names = field_names(cls)
     d = {k.replace("-", "_"): v for k, v in d.items()}
     for k in d:
         if k not in names:
             raise ConfigError(f"{source}: unknown option {k!r}.{suggest(k, names)} "
-                              "Run `biasvar train --help` for the list.")
-    values = {k: coerce(k, v) for k, v in d.items()}
-    return replace(base or ExperimentConfig(), **values)
+                              "Run `biasvar COMMAND --help` for the list.")
+    values = {k: coerce(k, v, cls) for k, v in d.items()}
+    return replace(base or cls(), **values)
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
@@ -268,10 +336,26 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"--config: {str(p)!r} must hold a mapping of option: value, "
                           f"got {type(data).__name__}.")
-    # a saved run config may carry extra bookkeeping under "_"-prefixed keys
-    data = {k: v for k, v in data.items() if not str(k).startswith("_")}
+    # a saved run config may carry extra bookkeeping under "_"-prefixed keys, and the analysis
+    # options under "analysis" (read by load_analysis)
+    data = {k: v for k, v in data.items() if not str(k).startswith("_") and k != "analysis"}
     cfg = from_dict(data, source=f"--config {p.name}")
     return from_dict(overrides, base=cfg, source="flag") if overrides else cfg
+
+
+def load_analysis(path: str | os.PathLike | None, **overrides: Any) -> AnalysisConfig:
+    """The ``analysis:`` section of a YAML config (absent: the defaults), then ``overrides``."""
+    base = AnalysisConfig()
+    if path is not None:
+        p = Path(path)
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        section = data.get("analysis") if isinstance(data, dict) else None
+        if section is not None:
+            if not isinstance(section, dict):
+                raise ConfigError(f"--config {p.name}: 'analysis' must hold a mapping of "
+                                  f"option: value, got {type(section).__name__}.")
+            base = from_dict(section, cls=AnalysisConfig, source=f"--config {p.name} analysis")
+    return from_dict(overrides, base=base, source="flag") if overrides else base
 
 
 def dataset_key(dataset: str) -> str:
@@ -295,7 +379,7 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def semantic_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+def semantic_dict(cfg: Any) -> dict[str, Any]:
     """The fields that change what a run computes (not where or how fast it runs)."""
     return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("semantic", True)}
 
@@ -307,7 +391,9 @@ def config_hash(cfg: ExperimentConfig, *, extra: Any = None, length: int = 8) ->
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def to_yaml(cfg: ExperimentConfig, **extra: Any) -> str:
+def to_yaml(cfg: ExperimentConfig, analysis: AnalysisConfig | None = None, **extra: Any) -> str:
     d = config_to_dict(cfg)
+    if analysis is not None:
+        d["analysis"] = dataclasses.asdict(analysis)
     d.update({f"_{k}": v for k, v in extra.items()})
     return yaml.safe_dump(d, sort_keys=False)

@@ -76,10 +76,10 @@ def test_bias_falls_with_width_by_more_than_its_interval(digits, tmp_path):
     for w in (2, 8, 64):
         cfg = ExperimentConfig(**FAST, model="mlp", width=w, depth=1, epochs=8, lr=3e-3)
         terms[w] = decomposition(runner, cfg, digits, rounds=3, sampling="bootstrap",
-                                 n_boot=300)["zero_one"]["bias"]
-    lo2, _ = terms[2]["ci95"]
-    _, hi64 = terms[64]["ci95"]
-    assert terms[2]["value"] > terms[8]["value"] > terms[64]["value"]
+                                 n_boot=300).zero_one.bias
+    lo2, _ = terms[2].ci95
+    _, hi64 = terms[64].ci95
+    assert terms[2].value > terms[8].value > terms[64].value
     assert lo2 > hi64, terms  # the drop is larger than both intervals
 
 
@@ -87,9 +87,9 @@ def test_learning_curve_error_falls_with_size(digits, tmp_path):
     cfg = ExperimentConfig(**FAST, model="mlp", width=32, epochs=5)
     lc = learning_curve(JobRunner(JobStore(tmp_path), digits), cfg, digits,
                         sizes=[100, 300, 1294], seeds=[0, 1])
-    val = lc["val_error"]["mean"]
-    assert val[0] > val[-1] and len(lc["val_error"]["values"][0]) == 2
-    assert lc["power_law"]["n_max"] == 1294
+    val = lc.val_error.mean
+    assert val[0] > val[-1] and len(lc.val_error.values[0]) == 2
+    assert lc.power_law.n_max == 1294
 
 
 def _read(path: Path) -> dict:
@@ -206,9 +206,9 @@ def test_label_noise_raises_the_loss_and_the_bias(digits, tmp_path):
     clean = decomposition(runner, cfg, digits, rounds=2, sampling="bootstrap", n_boot=100)
     noisy = decomposition(runner, cfg, digits, rounds=2, sampling="bootstrap", n_boot=100,
                           label_noise=0.4)
-    assert noisy["label_noise"] == 0.4
-    assert noisy["cross_entropy"]["risk"]["value"] > clean["cross_entropy"]["risk"]["value"]
-    assert noisy["zero_one"]["loss"]["value"] > clean["zero_one"]["loss"]["value"]
+    assert noisy.label_noise == 0.4
+    assert noisy.cross_entropy.risk.value > clean.cross_entropy.risk.value
+    assert noisy.zero_one.loss.value > clean.zero_one.loss.value
 
 
 def test_a_continued_analysis_keeps_the_precision_it_chose(tmp_path, monkeypatch):
@@ -248,7 +248,7 @@ def test_a_finished_job_keeps_its_final_weights_without_training_state(digits, t
     from biasvar import resolve
     from biasvar.errors import CheckpointError
     from biasvar.train import build_model, fit, predict
-    from biasvar.train._fit import load_checkpoint
+    from biasvar.train import load_checkpoint
 
     cfg = resolve(ExperimentConfig(**FAST, model="mlp", width=16, epochs=2))
     job = FitJob(cfg, 0)

@@ -1,1 +1,47 @@
-"""Diagnosis: learning and complexity curves, the bias-variance decomposition and the verdict."""
+"""The analyses: gap diagnosis, learning and complexity curves, the bias–variance decomposition
+and the verdict, each a Python function returning typed :class:`Results`.
+
+Names are imported on first use: reading results (``biasvar report``) never loads torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "diagnose": "_api", "learning_curve": "_api", "complexity_curve": "_api",
+    "decompose": "_api", "decompose_predictions": "_api", "resolve_analysis": "_api",
+    "Plan": "_api", "load_predictions": "decompose", "verdict": "verdict",
+    "Thresholds": "verdict", "PROFILES": "_profiles", "SAMPLINGS": "_profiles",
+    "Profile": "_profiles",
+    **{name: "_results" for name in (
+        "Results", "Term", "ZeroOne", "SquaredError", "CrossEntropy", "Ensemble",
+        "ClassDecomposition", "Decomposition", "Band", "PowerLaw", "LearningCurve",
+        "ComplexityCurve", "Remedy", "Verdict", "TargetError", "LossTrend", "EpochsCapped",
+        "Fits", "Reference", "ResultsError", "load_results", "save_results", "SCHEMA_VERSION",
+        "LABELS")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def _present() -> None:
+    """Results render as HTML through the report package (which reads ``_results``)."""
+    from .. import report
+    from . import _results
+
+    _results.PRESENTER = report
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        if _EXPORTS[name] in ("_results", "_api"):
+            _present()
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'biasvar.analysis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,6 +1,6 @@
 """The analyses, as clients of fit jobs: gap diagnosis, learning curve, complexity curve and the
-decomposition by retraining. Each returns the JSON-ready block of results.json it fills
-(shapes documented in the README's results.json contract); nothing here plots.
+decomposition by retraining. Each returns the typed block of results.json it fills
+(:mod:`biasvar.analysis._results`); nothing here plots or prints.
 """
 from __future__ import annotations
 
@@ -13,23 +13,16 @@ import numpy as np
 from ..config import ExperimentConfig, coerce
 from ..data import DataBundle
 from ..errors import ConfigError, DataError
+from ..knobs import KNOBS
+from ._profiles import SAMPLINGS
+from ._results import Band, ComplexityCurve, Decomposition, LearningCurve
 from .curvefit import fit_power_law, loss_still_falling, summarize
 from .decompose import decompose
 from .jobs import FitJob, JobResult, JobRunner
 
 __all__ = ["reference_job", "gap_diagnosis", "nested_order", "learning_curve",
            "learning_curve_jobs", "summarize_learning_curve", "complexity_jobs",
-           "complexity_curve", "decomposition_jobs", "decomposition", "COMPLEXITY_PARAMS",
-           "SAMPLINGS", "parse_sizes"]
-
-#: parameters a complexity curve can turn, with what "more" means for capacity
-COMPLEXITY_PARAMS = {
-    "width": "capacity up", "depth": "capacity up", "epochs": "capacity up (longer training)",
-    "weight_decay": "regularisation up", "dropout": "regularisation up",
-    "augment_strength": "regularisation up (augmentation strength)", "l1": "regularisation up",
-    "label_smoothing": "regularisation up", "lr": "optimisation (learning rate)",
-}
-SAMPLINGS = ("bootstrap", "split", "subsample", "seed")
+           "complexity_curve", "decomposition_jobs", "decomposition", "parse_sizes"]
 
 
 def _summarize_errors(values: np.ndarray) -> dict[str, Any]:
@@ -39,6 +32,10 @@ def _summarize_errors(values: np.ndarray) -> dict[str, Any]:
     out["lo"] = [max(0.0, v) for v in out["lo"]]
     out["hi"] = [min(1.0, v) for v in out["hi"]]
     return out
+
+
+def _band(values: np.ndarray) -> Band:
+    return Band.from_dict(_summarize_errors(values))
 
 
 def reference_job(cfg: ExperimentConfig, seed: int | None = None) -> FitJob:
@@ -124,19 +121,20 @@ def learning_curve_jobs(cfg: ExperimentConfig, data: DataBundle, *, sizes: Seque
 
 
 def summarize_learning_curve(results: Sequence[JobResult], *, sizes: Sequence[int],
-                             seeds: Sequence[int]) -> dict[str, Any]:
+                             seeds: Sequence[int]) -> LearningCurve:
     L, S = len(sizes), len(seeds)
     tr = np.array([r.metrics["train_error"] for r in results]).reshape(L, S)
     va = np.array([r.metrics["val_error"] for r in results]).reshape(L, S)
     val = _summarize_errors(va)
-    return {"sizes": [int(s) for s in sizes], "seeds": [int(s) for s in seeds],
-            "train_error": _summarize_errors(tr), "val_error": val,
-            "power_law": fit_power_law(np.asarray(sizes, float), np.asarray(val["mean"]),
-                                       n_max=int(max(sizes)))}
+    return LearningCurve.from_dict({
+        "sizes": [int(s) for s in sizes], "seeds": [int(s) for s in seeds],
+        "train_error": _summarize_errors(tr), "val_error": val,
+        "power_law": fit_power_law(np.asarray(sizes, float), np.asarray(val["mean"]),
+                                   n_max=int(max(sizes)))})
 
 
 def learning_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *,
-                   sizes: Sequence[int], seeds: Sequence[int]) -> dict[str, Any]:
+                   sizes: Sequence[int], seeds: Sequence[int]) -> LearningCurve:
     """Train/validation error at each size (L) × seed (S) on nested stratified subsets, their
     mean and 95% interval, and a power-law fit of the validation error."""
     jobs = learning_curve_jobs(cfg, data, sizes=sizes, seeds=seeds)
@@ -144,10 +142,7 @@ def learning_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *
 
 
 def _param_values(param: str, values: str | Sequence[Any]) -> list[Any]:
-    if param not in COMPLEXITY_PARAMS:
-        from ..errors import unknown_name
-
-        raise unknown_name("param", param, COMPLEXITY_PARAMS)
+    KNOBS.get(param)  # an unknown knob: "did you mean"
     items = values.split(",") if isinstance(values, str) else list(values)
     out = []
     for v in items:
@@ -171,19 +166,22 @@ def complexity_configs(cfg: ExperimentConfig, param: str, values: str | Sequence
 
 def complexity_jobs(cfg: ExperimentConfig, data: DataBundle, *, param: str,
                     values: str | Sequence[Any], seeds: Sequence[int], rounds: int = 0,
-                    sampling: str = "bootstrap") -> list[FitJob]:
+                    sampling: str = "bootstrap", fraction: float = 0.5,
+                    label_noise: float = 0.0) -> list[FitJob]:
     vals, cfgs = complexity_configs(cfg, param, values)
     jobs = [FitJob(c, s, None, tag=f"complexity {param}={v} seed={s}")
             for c, v in zip(cfgs, vals) for s in seeds]
     if rounds:
         for c in cfgs:
-            jobs += decomposition_jobs(c, data, rounds=rounds, sampling=sampling)
+            jobs += decomposition_jobs(c, data, rounds=rounds, sampling=sampling,
+                                       fraction=fraction, label_noise=label_noise)
     return jobs
 
 
 def complexity_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *,
                      param: str, values: str | Sequence[Any], seeds: Sequence[int],
-                     rounds: int = 0, sampling: str = "bootstrap") -> dict[str, Any]:
+                     rounds: int = 0, sampling: str = "bootstrap", fraction: float = 0.5,
+                     label_noise: float = 0.0) -> ComplexityCurve:
     """Train/validation error for each value (V) of ``param`` × seed (S); with ``rounds`` ≥ 2,
     also the decomposition at each value."""
     vals, cfgs = complexity_configs(cfg, param, values)
@@ -193,14 +191,12 @@ def complexity_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle,
     V, S = len(vals), len(seeds)
     tr = np.array([r.metrics["train_error"] for r in res]).reshape(V, S)
     va = np.array([r.metrics["val_error"] for r in res]).reshape(V, S)
-    out: dict[str, Any] = {"param": param, "values": vals, "seeds": [int(s) for s in seeds],
-                           "train_error": _summarize_errors(tr), "val_error": _summarize_errors(va),
-                           "best_value": vals[int(np.argmin(va.mean(1)))],
-                           "reference_value": getattr(cfg, param)}
-    if rounds:
-        out["decomposition"] = [decomposition(runner, c, data, rounds=rounds, sampling=sampling)
-                                for c in cfgs]
-    return out
+    decs = ([decomposition(runner, c, data, rounds=rounds, sampling=sampling, fraction=fraction,
+                           label_noise=label_noise) for c in cfgs] if rounds else None)
+    return ComplexityCurve(param=param, values=vals, seeds=[int(s) for s in seeds],
+                           train_error=_band(tr), val_error=_band(va),
+                           best_value=vals[int(np.argmin(va.mean(1)))],
+                           reference_value=getattr(cfg, param), decomposition=decs)
 
 
 def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, sampling: str,
@@ -210,10 +206,7 @@ def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, 
     if rounds < 2:
         raise ConfigError(f"rounds: {rounds} is too few; the variance between models needs at "
                           "least 2 models (5–10 give usable intervals).")
-    if sampling not in SAMPLINGS:
-        from ..errors import unknown_name
-
-        raise unknown_name("sampling", sampling, SAMPLINGS)
+    SAMPLINGS.get(sampling)  # an unknown scheme: "did you mean"
     if not 0 <= label_noise < 1:
         raise ConfigError(f"label_noise: {label_noise} is out of range; allowed [0, 1).")
     if not 0 < fraction <= 1:
@@ -244,13 +237,14 @@ def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, 
 
 def decomposition(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *, rounds: int,
                   sampling: str = "bootstrap", fraction: float = 0.5, label_noise: float = 0.0,
-                  n_boot: int = 1000) -> dict[str, Any]:
+                  n_boot: int = 1000) -> Decomposition:
     """Bias, variance and net variance (0-1, squared error, cross-entropy) of R retrained models
     on the fixed test set; see :func:`biasvar.analysis.decompose.decompose`."""
     jobs = decomposition_jobs(cfg, data, rounds=rounds, sampling=sampling, fraction=fraction,
                               label_noise=label_noise)
     res = runner.run(jobs)
     lp = np.stack([r.test_log_probs for r in res]).astype(np.float32)  # (R, m, K)
-    return decompose(lp, data.test.y.numpy(), classes=data.classes, sampling=sampling,
-                     n_train_per_model=[r.n_train for r in res], n_boot=n_boot,
-                     seed=cfg.seed, label_noise=label_noise)
+    return Decomposition.from_dict(decompose(
+        lp, data.test.y.numpy(), classes=data.classes, sampling=sampling,
+        n_train_per_model=[r.n_train for r in res], n_boot=n_boot, seed=cfg.seed,
+        label_noise=label_noise))

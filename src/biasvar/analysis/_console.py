@@ -1,0 +1,103 @@
+"""The console summary of a :class:`~biasvar.analysis.Results`: what ``print(results)`` and the
+CLI show. Reads the typed results only; computes nothing."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._fmt import pct
+
+if TYPE_CHECKING:
+    from ._results import Decomposition, Results, Term
+
+__all__ = ["format_results", "format_decomposition", "format_verdict"]
+
+
+def _pct(v: float | None) -> str:
+    return "   n/a" if v is None else f"{100 * v:5.1f}%"
+
+
+def _term(t: Term) -> str:
+    lo, hi = t.ci95
+    return (f"{t.value:.4f}  [{lo:.4f}, {hi:.4f}]" +
+            (f"  ±{t.se_models:.4f} (models)" if t.se_models is not None else ""))
+
+
+def format_decomposition(dec: Decomposition) -> list[str]:
+    lines = [f"Decomposition: {dec.rounds} models, sampling {dec.sampling}, {dec.n_test} test "
+             "points (value [95% CI over test points] ± s.e. over models)"]
+    z, m, c = dec.zero_one, dec.mse, dec.cross_entropy
+    rows = [("0-1 loss", z.loss), ("  bias", z.bias), ("  net variance", z.net_variance),
+            ("  variance (unsigned)", z.variance), ("squared-error risk", m.risk),
+            ("  bias²", m.bias2), ("  variance", m.variance),
+            ("cross-entropy risk", c.risk), ("  bias", c.bias),
+            ("  variance", c.variance), ("  variance (jackknife)", c.variance_jackknife)]
+    lines += [f"  {name:<24} {_term(t)}" for name, t in rows]
+    if dec.ensemble is not None:
+        lines.append(f"  ensemble of the {dec.rounds} models: error "
+                     f"{_pct(dec.ensemble.error)}, cross-entropy "
+                     f"{dec.ensemble.cross_entropy:.4f}")
+    return lines
+
+
+def _curves(r: Results) -> list[str]:
+    lines: list[str] = []
+    lc = r.learning_curve
+    if lc is not None:
+        lines += ["", f"{'n_train':>8} {'train err':>10} {'val err':>10}"]
+        lines += [f"{n:>8} {_pct(lc.train_error.mean[i]):>10} {_pct(lc.val_error.mean[i]):>10}"
+                  for i, n in enumerate(lc.sizes)]
+        pl = lc.power_law
+        if pl is not None and pl.ok:
+            lines.append(f"power law: err(n) ≈ {pl.a:.3g}·n^-{pl.b:.3g} + {pl.c:.3g}; at 2× "
+                         f"data {_pct(pl.err_2x)}, at 10× {_pct(pl.err_10x)}")
+    cc = r.complexity_curve
+    if cc is not None:
+        lines += ["", f"{cc.param:>14} {'train err':>10} {'val err':>10}"]
+        lines += [f"{v!s:>14} {_pct(cc.train_error.mean[i]):>10} "
+                  f"{_pct(cc.val_error.mean[i]):>10}" for i, v in enumerate(cc.values)]
+        lines.append(f"lowest validation error at {cc.param} = {cc.best_value}")
+    return lines
+
+
+def format_verdict(r: Results) -> list[str]:
+    v = r.verdict
+    if v is None:
+        return []
+    lines = ["", f"Verdict: {v.label.upper().replace('_', ' ')}"]
+    lines += [f"  - {e}" for e in v.evidence]
+    if v.remedies:
+        lines.append("Remedies, best first:")
+        for rem in v.remedies:
+            gain = (f" (predicted gain {100 * rem.predicted_gain:.1f} points)"
+                    if rem.predicted_gain is not None else "")
+            lines += [f"  {rem.rank}. {rem.action}{gain}", f"     {rem.evidence}"]
+    lines += [f"  note: {c}" for c in v.caveats]
+    return lines
+
+
+def format_results(r: Results, *, verbose: bool = True) -> str:
+    """The summary the CLI prints after an analysis (``verbose`` adds the tables)."""
+    lines: list[str] = []
+    ref, t = r.reference, r.target_error
+    if ref is not None and t is not None:
+        lines += ["", f"Reference fit: train {_pct(ref.error('train'))}, val "
+                  f"{_pct(ref.error('val'))}, test {_pct(ref.error('test'))} error; target "
+                  f"{_pct(t.value)} ({t.source})"]
+        if r.avoidable_bias is not None and r.variance_gap is not None:
+            lines.append(f"avoidable bias {100 * r.avoidable_bias:.1f} points, variance gap "
+                         f"{100 * r.variance_gap:.1f} points")
+    if verbose and r.decomposition is not None:
+        lines += [""] + format_decomposition(r.decomposition)
+    if verbose:
+        lines += _curves(r)
+    lines += format_verdict(r)
+    if r.profile_note:
+        lines.append(f"  note: {r.profile_note}")
+    if r.fits is not None and r.timing is not None:
+        lines += ["", f"fits: {r.fits.planned} planned, {r.fits.trained} trained, "
+                  f"{r.fits.reused} reused; {float(r.timing.get('seconds', 0)):.0f} s"]
+    if r.run_dir is not None:
+        lines.append(f"results: {r.run_dir / 'results.json'}")
+    if not lines and r.test_error is not None:
+        lines.append(f"test error {pct(r.test_error)}")
+    return "\n".join(lines).lstrip("\n")

@@ -1,0 +1,247 @@
+"""Opening a run: the one set-up every command that trains goes through, in one order.
+
+resolve the config → load the data (fails before anything is written) → preflight the model
+(and every variant a curve will train) → name the run directory → choose the precision (or
+reuse the one the run directory chose before) → prepare the folder → check it holds this run →
+write the resolved config (with the analysis options) and the split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .config import AnalysisConfig, ExperimentConfig, load_config, resolve
+
+__all__ = ["RunSetup", "open_run", "train_run", "evaluate_run", "render", "print_metrics"]
+
+
+@dataclass
+class RunSetup:
+    """An opened run: its resolved config, data, run directory and (for analyses) the precision
+    every fit uses."""
+
+    command: str
+    cfg: ExperimentConfig
+    data: Any
+    run_dir: Path
+    analysis: AnalysisConfig | None = None
+    precision: dict[str, Any] | None = None
+
+    def prepare(self, *, fresh: bool) -> None:
+        """Create (or, with ``fresh``, clear) the run directory and check it holds this run."""
+        from .rundir import check_same_run, prepare_run_dir
+
+        prepare_run_dir(self.run_dir, fresh=fresh)
+        check_same_run(self.run_dir, self.cfg, self.data.indices, what=self.command)
+
+    def write(self) -> None:
+        """The resolved config (with the analysis options) and the split."""
+        from .rundir import save_splits, write_config
+
+        write_config(self.run_dir, self.cfg, analysis=self.analysis)
+        save_splits(self.run_dir, self.data.indices)
+
+    def seconds_per_image(self) -> float:
+        """Seconds per training image at the chosen precision (from the timing probe)."""
+        t = (self.precision or {}).get("timings_ms") or _timings(self.cfg, self.data)
+        p = self.precision or {"precision": "fp32", "channels_last": False}
+        key = p["precision"] + ("+channels_last" if p["channels_last"] else "")
+        return t.get(key, min(t.values())) / 1000.0 / int(self.cfg.batch_size)
+
+
+def _timings(cfg: ExperimentConfig, data: Any) -> dict[str, float]:
+    from .models import is_conv
+    from .train import build_model, choose_precision, resolve_device
+
+    return choose_precision(replace(cfg, precision="auto"), build_model(cfg, data),
+                            data.input_shape, data.num_classes, resolve_device(cfg.device),
+                            conv=is_conv(cfg.model))["timings_ms"]
+
+
+def _stored_precision(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The precision an earlier (perhaps interrupted) run in ``run_dir`` chose for ``auto``, so a
+    continued run finds its stored fits: timing again could choose differently (a busy machine)
+    and give every job a new key."""
+    path = run_dir / "config.yaml"
+    if (cfg.precision != "auto" and cfg.channels_last != "auto") or not path.is_file():
+        return None
+    try:
+        prev = load_config(path)
+    except Exception:  # noqa: BLE001 - an unreadable old config: time again
+        return None
+    p = prev.precision if cfg.precision == "auto" else cfg.precision
+    cl = prev.channels_last if cfg.channels_last == "auto" else cfg.channels_last
+    if p == "auto" or cl == "auto":
+        return None
+    return {"precision": p, "channels_last": cl == "on", "timings_ms": {}, "auto": True}
+
+
+def open_run(command: str, cfg: ExperimentConfig, *, out: str | Path | None = None,
+             fresh: bool = False, analysis: AnalysisConfig | None = None,
+             variants: tuple[ExperimentConfig, ...] | list = (), source: Any = None,
+             fix_precision: bool = True) -> RunSetup:
+    """Resolve, load, preflight, name the run directory and fix the precision; nothing is
+    written yet (``prepare`` and ``write`` do that), so a refused run leaves no trace.
+
+    ``fix_precision`` (analyses) makes ``auto`` precision concrete once for every fit, so the
+    fits' keys and results do not depend on a timing that could choose differently next time;
+    ``train`` leaves it to ``fit``.
+    """
+    from .data import load_data
+    from .rundir import default_run_dir
+    from .train import preflight
+
+    cfg = resolve(cfg)
+    data = load_data(cfg) if source is None else load_data(cfg, source=source)
+    preflight(cfg, data)
+    for variant in variants:  # e.g. a complexity curve's values: fail before writing
+        preflight(resolve(variant), data)
+    key = analysis.semantic() if analysis is not None else None
+    run_dir = Path(out) if out else default_run_dir(command, cfg, extra=key)
+    setup = RunSetup(command, cfg, data, run_dir, analysis)
+    if fix_precision:
+        from .models import is_conv
+        from .train import build_model, choose_precision, resolve_device
+
+        precision = None if fresh else _stored_precision(run_dir, cfg)
+        if precision is None:
+            precision = choose_precision(cfg, build_model(cfg, data), data.input_shape,
+                                         data.num_classes, resolve_device(cfg.device),
+                                         conv=is_conv(cfg.model))
+        setup.precision = precision
+        setup.cfg = replace(cfg, precision=precision["precision"],
+                            channels_last="on" if precision["channels_last"] else "off")
+    return setup
+
+
+def print_metrics(metrics: dict[str, dict]) -> None:
+    """The train/val/test table ``train`` and ``evaluate`` print."""
+    def pct(v: float) -> str:
+        return f"{100 * v:6.2f}%"
+
+    print(f"\n{'split':<6} {'n':>6} {'accuracy':>9} {'error':>8} {'F1 macro':>9} "
+          f"{'ECE':>7} {'loss':>7}")
+    for s in ("train", "val", "test"):
+        if s in metrics:
+            m = metrics[s]
+            print(f"{s:<6} {m['n']:>6} {pct(m['accuracy']):>9} {pct(m['error']):>8} "
+                  f"{m['f1_macro']:>9.4f} {m['ece']:>7.4f} {m['loss']:>7.4f}")
+
+
+def render(run_dir: Path, *, required: bool = False) -> Path | None:
+    """Write run_dir/report.html; with ``required`` a failure is an error, else a warning."""
+    from .errors import BiasvarError
+
+    try:
+        from .report import render_report
+    except ImportError:
+        if required:
+            raise BiasvarError("report: the report module is not available in this build.")
+        return None
+    if not run_dir.is_dir():
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} is not a folder.")
+    if not any((run_dir / f).is_file() for f in ("results.json", "metrics.json")):
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} holds neither results.json nor "
+                           "metrics.json; point at a finished biasvar run directory.")
+    return render_report(run_dir)
+
+
+def train_run(cfg: ExperimentConfig, *, out: str | Path | None = None, fresh: bool = False,
+              resume: bool | str = False, progress: bool = True, report: bool = True,
+              quiet: bool = False, source: Any = None) -> Path:
+    """``biasvar train``: fit, evaluate, write the run directory; returns its path."""
+    from ._io import atomic_write_json, read_json
+    from .errors import CheckpointError
+    from .train import Callback, evaluate, fit, load_checkpoint, most_confidently_wrong
+
+    if resume is not True and resume:
+        if not Path(resume).exists():
+            raise CheckpointError(f"--resume: {resume!r} does not exist.")
+        load_checkpoint(resume)  # a damaged or foreign file is named first
+    setup = open_run("train", cfg, out=out, fresh=fresh, fix_precision=False, source=source)
+    cfg, data, run_dir = setup.cfg, setup.data, setup.run_dir
+    if resume is True and not (run_dir / "last.pt").is_file() and not fresh:
+        raise CheckpointError(f"--resume: no last.pt in {run_dir}; nothing to resume. Run "
+                              "without --resume to start training.")
+    setup.prepare(fresh=fresh)
+    if (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file() and not resume:
+        print(f"{run_dir}: already trained with this configuration (use --fresh to retrain).")
+        print_metrics(read_json(run_dir / "metrics.json"))
+        return run_dir
+    if not resume and (run_dir / "last.pt").is_file():
+        resume = True
+        print(f"{run_dir}: continuing the interrupted run from last.pt")
+    print(data.summary())
+    for note in data.notes:
+        print(note)
+
+    class _Env(Callback):
+        # written once a resumed checkpoint has been checked and the precision chosen, so a
+        # refused --resume leaves the run directory as it was
+        def on_fit_start(self, trainer: Any, **kw: Any) -> None:
+            from .rundir import write_env
+
+            setup.write()
+            write_env(run_dir, seed=trainer.seed, device=str(trainer.device),
+                      precision=trainer.precision,
+                      loader_workers=trainer.workers if data.streamed else None)
+
+    result = fit(cfg, data, run_dir=run_dir, resume=resume, callbacks=[_Env()],
+                 progress=progress)
+    if result.stop_reason:
+        print(result.stop_reason)
+    metrics, lps = evaluate(result.model, data, device=cfg.device,
+                            channels_last=result.precision["channels_last"], return_log_probs=True,
+                            workers=cfg.loader_workers)
+    atomic_write_json(run_dir / "gallery.json", most_confidently_wrong(data, lps["test"]))
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    epoch_s = [h["seconds"] for h in result.history]
+    if not quiet:
+        print_metrics(metrics)
+        if epoch_s:
+            print(f"\n{len(epoch_s)} epochs, {sum(epoch_s) / len(epoch_s):.1f} s/epoch "
+                  f"({result.precision['precision']}"
+                  f"{', channels_last' if result.precision['channels_last'] else ''}); "
+                  f"run directory: {run_dir}")
+    if report:
+        path = render(run_dir)
+        if path and not quiet:
+            print(f"report: {path}")
+    return run_dir
+
+
+def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str = "auto"
+                 ) -> dict[str, Any]:
+    """Re-score a ``biasvar train`` run's best/last weights on train/val/test; writes and
+    returns metrics.json."""
+    from ._io import atomic_write_json, read_json
+    from .data import load_data
+    from .errors import BiasvarError, CheckpointError
+    from .rundir import check_same_run
+    from .train import build_model, evaluate, load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no config.yaml; point at the run "
+                           "directory of a `biasvar train`.")
+    if (run_dir / "results.json").is_file() and not (run_dir / "last.pt").is_file():
+        kind = (read_json(run_dir / "results.json") or {}).get("command", "analysis")
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} is a `biasvar {kind}` run, not a `biasvar "
+                           "train` run: its results are in results.json (`biasvar report "
+                           "RUN_DIR` shows them). evaluate re-scores train runs.")
+    cfg = replace(resolve(load_config(run_dir / "config.yaml")), device=device)
+    which = ("best" if cfg.early_stopping else "last") if checkpoint == "auto" else checkpoint
+    ck = load_checkpoint(run_dir / f"{which}.pt")
+    data = load_data(cfg)
+    check_same_run(run_dir, cfg, data.indices, what="evaluate")
+    model = build_model(cfg, data)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{run_dir / f'{which}.pt'}: does not fit the model in "
+                              f"config.yaml ({str(e).splitlines()[0]}).") from None
+    metrics = evaluate(model, data, device=device, workers=cfg.loader_workers)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    print(f"{run_dir}: scored {which}.pt (epoch {ck['epoch']})")
+    return metrics
