@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from biasvar import ExperimentConfig, load_data
-from biasvar.data._custom import memory_budget
+from biasvar.data._memory import memory_budget
 from biasvar.errors import ConfigError, DataError
 
 from .conftest import run_cli

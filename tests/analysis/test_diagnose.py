@@ -273,7 +273,7 @@ def test_thorough_plan_for_a_model_without_width_skips_the_width_curve(tmp_path)
 
 
 def test_diagnose_with_a_rare_class_starts_its_curve_where_every_class_fits(tmp_path):
-    from .test_custom_data import grey_folder
+    from ..data.test_custom_data import grey_folder
 
     grey_folder(tmp_path / "ds", classes=("a", "b"), per=40)
     grey_folder(tmp_path / "ds", classes=("rare",), per=6, seed=50)

@@ -9,6 +9,7 @@ import torch
 
 from biasvar.data.augment import PRESETS, Augment, _adjust_contrast, _affine, get_augment
 from biasvar.errors import ConfigError
+from biasvar.registry import Registry
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -37,7 +38,7 @@ def test_all_zero_is_the_exact_identity_and_a_new_tensor():
     assert aug.is_identity
     y = aug(x, gen())
     assert torch.equal(y, x) and y is not x
-    assert PRESETS["strong"].scaled(0.0).is_identity
+    assert PRESETS.get("strong").scaled(0.0).is_identity
 
 
 def test_hflip_probability_one_is_flip():
@@ -58,7 +59,7 @@ def test_hflip_half_flips_about_half_and_nothing_else():
 def test_input_is_not_modified():
     x = images(c=3)
     before = x.clone()
-    PRESETS["strong"](x, gen())
+    PRESETS.get("strong")(x, gen())
     assert torch.equal(x, before)
 
 
@@ -67,7 +68,7 @@ def test_input_is_not_modified():
 @pytest.mark.parametrize("name", ["light", "standard", "strong"])
 def test_same_seed_same_result_different_seed_different(name):
     x = images(b=32, c=3)
-    aug = PRESETS[name]
+    aug = PRESETS.get(name)
     a, b, c = aug(x, gen(7)), aug(x, gen(7)), aug(x, gen(8))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
@@ -258,7 +259,7 @@ def test_brightness_and_contrast_stay_in_unit_range():
 def test_presets_keep_shape_dtype_and_range_on_uint8_images(name, dtype):
     raw = torch.randint(0, 256, (32, 1, 28, 28), generator=gen(0), dtype=torch.uint8)
     x = (raw.float() / 255.0).to(dtype)
-    y = PRESETS[name](x, gen(1))
+    y = PRESETS.get(name)(x, gen(1))
     assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
     assert torch.isfinite(y.float()).all()
     assert y.min() >= 0 and y.max() <= 1
@@ -269,11 +270,11 @@ def test_packed_transfer_of_parameters_gives_the_same_result(monkeypatch):
     import biasvar.data.augment as augment_module
 
     x = images(b=32, c=3)
-    direct = PRESETS["strong"].scaled(1.5)(x, gen(21))
+    direct = PRESETS.get("strong").scaled(1.5)(x, gen(21))
     real = augment_module._to_device
     monkeypatch.setattr(augment_module, "_to_device",
                         lambda p, device: real(p, device, force=True))
-    packed = PRESETS["strong"].scaled(1.5)(x, gen(21))
+    packed = PRESETS.get("strong").scaled(1.5)(x, gen(21))
     torch.testing.assert_close(packed, direct, atol=1e-5, rtol=0)
     assert not torch.equal(packed, x)
 
@@ -281,14 +282,14 @@ def test_packed_transfer_of_parameters_gives_the_same_result(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_same_result_on_cuda_as_on_cpu():
     x = images(b=32, c=3)
-    cpu = PRESETS["strong"](x, gen(11))
-    gpu = PRESETS["strong"](x.cuda(), gen(11))
+    cpu = PRESETS.get("strong")(x, gen(11))
+    gpu = PRESETS.get("strong")(x.cuda(), gen(11))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
 
 
 def test_bad_inputs_are_refused():
-    aug = PRESETS["standard"]
+    aug = PRESETS.get("standard")
     with pytest.raises(ValueError, match="255"):
         aug(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), gen())
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
@@ -317,7 +318,7 @@ def test_wrong_types_are_refused(field, value):
 
 
 def test_scaled_multiplies_and_clamps():
-    base = PRESETS["strong"]
+    base = PRESETS.get("strong")
     half = base.scaled(0.5)
     for f in dataclasses.fields(Augment):
         if f.name != "crop_padding":
@@ -335,14 +336,14 @@ def test_scaled_multiplies_and_clamps():
 
 
 def test_presets_identity_flags():
-    assert PRESETS["none"].is_identity
-    assert not any(PRESETS[n].is_identity for n in ("light", "standard", "strong"))
+    assert PRESETS.get("none").is_identity
+    assert not any(PRESETS.get(n).is_identity for n in ("light", "standard", "strong"))
 
 
 def test_get_augment_presets_and_overrides():
-    assert get_augment("standard") == PRESETS["standard"]
+    assert get_augment("standard") == PRESETS.get("standard")
     no_flip = get_augment("standard", hflip=0.0)
-    assert no_flip.hflip == 0.0 and no_flip.rotation == PRESETS["standard"].rotation
+    assert no_flip.hflip == 0.0 and no_flip.rotation == PRESETS.get("standard").rotation
     with pytest.raises(ConfigError) as e:
         get_augment("standart")
     assert "Did you mean 'standard'" in str(e.value) and "strong" in str(e.value)
@@ -352,6 +353,17 @@ def test_get_augment_presets_and_overrides():
     with pytest.raises(ConfigError, match="augment.rotation"):
         get_augment("light", rotation=500)
 
+
+
+def test_presets_are_a_registry_and_share_its_unknown_name_error():
+    assert isinstance(PRESETS, Registry)
+    assert PRESETS.names() == ["light", "none", "standard", "strong"]
+    with pytest.raises(ConfigError) as direct:
+        PRESETS.get("strnog")
+    with pytest.raises(ConfigError) as via:
+        get_augment("strnog")
+    assert str(via.value) == str(direct.value)
+    assert str(via.value).startswith("augment: unknown value 'strnog'. Did you mean 'strong'?")
 
 def test_all_ops_together_match_a_manual_composition_where_checkable():
     # crop then flip, both exact: with p=1 flips, every output is a flipped shifted copy
@@ -372,9 +384,9 @@ def test_warp_has_zero_padding():
 def test_parse_augment_presets_and_knobs():
     from biasvar.data.augment import PRESETS, parse_augment
 
-    assert parse_augment("standard") == PRESETS["standard"]
+    assert parse_augment("standard") == PRESETS.get("standard")
     a = parse_augment("standard,hflip=0")
-    assert a.hflip == 0.0 and a.rotation == PRESETS["standard"].rotation
+    assert a.hflip == 0.0 and a.rotation == PRESETS.get("standard").rotation
     b = parse_augment("rotation=15, crop_padding=2")
     assert b.rotation == 15.0 and b.crop_padding == 2 and b.hflip == 0.0
     for bad, words in (("standrd", "Did you mean 'standard'"), ("standard,hflp=0", "hflip"),

@@ -13,8 +13,9 @@ from PIL import Image
 
 from biasvar import ExperimentConfig, load_config, load_data, resolve
 from biasvar.data import read_idx
-from biasvar.data._custom import (MIN_IMAGES_PER_CLASS, decode_dataset, load_csv,
-                                  load_imagefolder)
+from biasvar.data._files import load_csv, load_imagefolder
+from biasvar.data._labels import MIN_IMAGES_PER_CLASS
+from biasvar.data._pydataset import decode_dataset
 from biasvar.errors import DataError
 
 from ..conftest import FASHION_SYSTEM, run_cli
@@ -545,7 +546,7 @@ def test_csv_unknown_labels(tmp_path):
     rows = [r for r in rows if r != "cat/000.png,cat"]
     csv_folder(tmp_path / "d", rows)
     cli_error(tmp_path, "train", "--dataset", "csv:d/labels.csv",
-              words=("'cta' (1 image, a typo for 'cat'?)", "fix the labels"))
+              words=("'cta' (1 image. Did you mean 'cat'?)", "fix the labels"))
     p = csv_folder(tmp_path / "e", GOOD_ROWS[1:] + ["cat/000.png,  "])
     with pytest.raises(DataError, match=r"1 rows have an empty path or label \(line 9 "
                                         r"\(cat/000.png\)\)"):
@@ -668,7 +669,7 @@ def test_dataset_string_labels_and_unknown_labels():
     items = [(a, ["ant", "bee", "cow"][i % 3]) for i, a in enumerate(arrs)]
     d = decode_dataset(items, ExperimentConfig())
     assert d.classes == ["ant", "bee", "cow"] and d.y.tolist() == [0, 1, 2] * 3
-    with pytest.raises(DataError, match=r"'cow' \(did you mean 'cows'\?\)"):
+    with pytest.raises(DataError, match=r"'cow' \(Did you mean 'cows'\?\)"):
         decode_dataset(items, ExperimentConfig(), classes=["ant", "bee", "cows"])
     with pytest.raises(DataError, match="label 2 is outside the 2 classes"):
         decode_dataset([(a, i % 3) for i, a in enumerate(arrs)], ExperimentConfig(),

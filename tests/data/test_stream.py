@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from biasvar import ExperimentConfig, load_data, resolve
-from biasvar.data._custom import decode_dataset, load_imagefolder
+from biasvar.data._files import load_imagefolder
+from biasvar.data._pydataset import decode_dataset
 from biasvar.errors import DataError
 from biasvar.train import Callback, evaluate, fit
 

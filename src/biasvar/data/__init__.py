@@ -17,6 +17,8 @@ import torch
 from ..config import ExperimentConfig
 from ..errors import DataError, unknown_name
 from ._builtin import BUILTIN, DatasetInfo, check_root, read_idx
+from ._files import load_csv, load_imagefolder
+from ._pydataset import load_source
 from ._split import stratified_split, stratified_subset
 from ._stream import stats_from_sums
 from ._types import DataBundle, ImageData
@@ -81,8 +83,6 @@ def load_data(cfg: ExperimentConfig, *, source: Any = None, test_source: Any = N
     'list: 29 train / 3 val / 8 test images, 1x8x8, 2 classes'
     """
     if source is not None:
-        from ._custom import load_source
-
         pool, test, notes = load_source(source, cfg, test_source=test_source, classes=classes)
         return build_bundle(type(source).__name__, pool, test, cfg, notes=notes)
     if test_source is not None or classes is not None:
@@ -167,11 +167,5 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return stats_from_sums(s1.numpy(), s2.numpy(), flat.shape[1])
 
 
-def _register_custom_sources() -> None:
-    from ._custom import load_csv, load_imagefolder
-
-    register_source("imagefolder", load_imagefolder)
-    register_source("csv", load_csv)
-
-
-_register_custom_sources()
+register_source("imagefolder", load_imagefolder)
+register_source("csv", load_csv)

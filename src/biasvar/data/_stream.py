@@ -24,9 +24,14 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ._labels import listing
+from ._pixels import decode, image_of, reason, resize, to_channels
 
 __all__ = ["StreamImages", "FileReader", "DatasetReader", "ScanResult", "scan", "batches",
-           "BatchLoader", "loader_workers", "stats_from_sums"]
+           "BatchLoader", "loader_workers", "stats_from_sums", "PROGRESS_FROM"]
+
+#: sets with more images than this get a progress bar while decoding
+PROGRESS_FROM = 5000
 
 
 def loader_workers(cfg: Any = None) -> int:
@@ -58,7 +63,7 @@ def stats_from_sums(s1: np.ndarray, s2: np.ndarray, n: int
 
 
 class FileReader:
-    """Image files, decoded like :func:`biasvar.data._custom.decode_files` decodes them."""
+    """Image files, decoded like :func:`biasvar.data._files.decode_files` decodes them."""
 
     def __init__(self, files: Sequence[Path | str], names: Sequence[str], hw: tuple[int, int]):
         # absolute: a later chdir (or a worker process) must find the same files
@@ -70,9 +75,7 @@ class FileReader:
         return len(self.files)
 
     def read(self, i: int) -> np.ndarray:
-        from ._custom import _decode
-
-        return _decode(Path(self.files[i]), self.hw)
+        return decode(Path(self.files[i]), self.hw)
 
     def name(self, i: int) -> str:
         return self.names[i]
@@ -90,18 +93,10 @@ class DatasetReader:
         return len(self.dataset)
 
     def read(self, i: int) -> np.ndarray:
-        from ._custom import _image_of, _resize
-
-        return _resize(_image_of(self.dataset[i][0]), self.hw)
+        return resize(image_of(self.dataset[i][0]), self.hw)
 
     def name(self, i: int) -> str:
         return f"#{i}"
-
-
-def _reason(e: BaseException) -> str:
-    from ._custom import _reason as reason
-
-    return reason(e)
 
 
 # ------------------------------------------------------------------------------------------
@@ -140,9 +135,7 @@ class StreamImages:
 
     def load(self, i: int) -> np.ndarray:
         """Image ``i`` as a (C, H, W) uint8 array."""
-        from ._custom import _to_channels
-
-        a = _to_channels(self.reader.read(int(self.rows[i])), self.channels)
+        a = to_channels(self.reader.read(int(self.rows[i])), self.channels)
         return a if a.flags.writeable else a.copy()  # PIL's buffers are read-only
 
     def __getitem__(self, i: Any) -> torch.Tensor:
@@ -211,7 +204,7 @@ class _Items(torch.utils.data.Dataset):
         try:
             return self.images.load(i)
         except Exception as e:  # noqa: BLE001 - PIL and user datasets raise many types
-            return _Failure(self.images.name(i), _reason(e))
+            return _Failure(self.images.name(i), reason(e))
 
 
 def _collate(items: list) -> torch.Tensor | list[_Failure]:
@@ -309,11 +302,9 @@ def _checked(it: Iterator, images: StreamImages) -> Iterator[torch.Tensor]:
                 "(/dev/shm, small in containers): use --loader-workers 0 to decode in the "
                 "training process, a smaller --batch-size, or a larger /dev/shm.") from None
         if isinstance(b, list):
-            from ._custom import _listing
-
             raise DataError(
                 f"{images.what}: {len(b)} images could not be read "
-                f"({_listing([f'{f.name} ({f.reason})' for f in b])}); they were readable when "
+                f"({listing([f'{f.name} ({f.reason})' for f in b])}); they were readable when "
                 "the dataset was opened, so they were changed or removed since. Restore them, "
                 "or load the dataset again.")
         yield b
@@ -329,13 +320,11 @@ class _ScanItems(torch.utils.data.Dataset):
         return len(self.reader)
 
     def __getitem__(self, i: int) -> tuple:
-        from ._custom import _to_channels
-
         try:
             a = self.reader.read(i)
         except Exception as e:  # noqa: BLE001
-            return i, _reason(e)
-        c = _to_channels(a, self.channels).reshape(self.channels, -1)
+            return i, reason(e)
+        c = to_channels(a, self.channels).reshape(self.channels, -1)
         s1 = c.sum(axis=1, dtype=np.int64)
         c64 = c.astype(np.int64)
         s2 = np.einsum("ij,ij->i", c64, c64)
@@ -357,7 +346,7 @@ class ScanResult:
 
 
 def scan(reader: Any, channels: int | None, *, workers: int, desc: str = "scanning images",
-         progress_from: int = 5000) -> ScanResult:
+         progress_from: int = PROGRESS_FROM) -> ScanResult:
     """Decode every item of ``reader`` once (``workers`` DataLoader processes) and measure it.
 
     ``channels=None`` decides the count like the in-memory path does: 3 when any image is in

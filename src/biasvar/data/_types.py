@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ImageData", "DataBundle"]
+__all__ = ["ImageData", "DataBundle", "Decoded"]
 
 
 @dataclass
@@ -82,3 +82,18 @@ class DataBundle:
     @property
     def streamed(self) -> bool:
         return self.train.streamed or self.val.streamed or self.test.streamed
+
+
+@dataclass
+class Decoded:
+    """Decoded images: ``x`` uint8 (N, C, H, W), ``y`` int64 (N,), the source of each row in
+    ``paths`` (file paths relative to the source, or ``"#i"`` item numbers) and notes."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+    paths: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def image_data(self) -> ImageData:
+        return ImageData(self.x, self.y, list(self.classes), list(self.paths))

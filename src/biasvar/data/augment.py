@@ -47,7 +47,8 @@ from dataclasses import dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, suggest, unknown_name
+from ..errors import ConfigError, suggest
+from ..registry import Registry
 
 __all__ = ["parse_augment", "Augment", "PRESETS", "get_augment"]
 
@@ -310,13 +311,13 @@ def _erase_boxes(B: int, H: int, W: int, prob: float, u) -> torch.Tensor:
 
 
 #: named starting points; see the module notes (no flips for digits)
-PRESETS: dict[str, Augment] = {
-    "none": Augment(),
-    "light": Augment(hflip=0.5, crop_padding=2),
-    "standard": Augment(hflip=0.5, rotation=10.0, translate=0.1, brightness=0.2, contrast=0.2),
-    "strong": Augment(hflip=0.5, rotation=20.0, translate=0.15, scale=0.15, brightness=0.4,
-                      contrast=0.4, erasing=0.5),
-}
+PRESETS: Registry[Augment] = Registry("augment")
+PRESETS.add("none", Augment())
+PRESETS.add("light", Augment(hflip=0.5, crop_padding=2))
+PRESETS.add("standard", Augment(hflip=0.5, rotation=10.0, translate=0.1, brightness=0.2,
+                                contrast=0.2))
+PRESETS.add("strong", Augment(hflip=0.5, rotation=20.0, translate=0.15, scale=0.15,
+                              brightness=0.4, contrast=0.4, erasing=0.5))
 
 
 def parse_augment(spec: str) -> Augment:
@@ -348,12 +349,7 @@ def get_augment(preset: str | Augment, **overrides: float) -> Augment:
 
     Raises ConfigError for an unknown preset (listing the known ones) or an unknown field.
     """
-    if isinstance(preset, Augment):
-        base = preset
-    elif isinstance(preset, str) and preset in PRESETS:
-        base = PRESETS[preset]
-    else:
-        raise unknown_name("augment", str(preset), PRESETS)
+    base = preset if isinstance(preset, Augment) else PRESETS.get(str(preset))
     valid = [f.name for f in fields(Augment)]
     for key in overrides:
         if key not in valid:
