@@ -5,8 +5,7 @@ Names are imported on first use: reading results (``biasvar report``) never load
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "diagnose": "_api", "learning_curve": "_api", "complexity_curve": "_api",
@@ -33,15 +32,9 @@ def _present() -> None:
     _results.PRESENTER = report
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        if _EXPORTS[name] in ("_results", "_api"):
-            _present()
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'biasvar.analysis' has no attribute {name!r}")
+def _present_first(module: str) -> None:
+    if module in ("_results", "_api"):
+        _present()
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, before=_present_first)
