@@ -23,7 +23,7 @@ import torch
 from bench_train import textbook_loop  # this folder is on sys.path when run as a script
 
 from biasvar import ExperimentConfig, fit, load_data
-from biasvar.data._stream import loader_workers
+from biasvar.data import loader_workers
 
 
 def _write_folder(root: Path, n: int) -> None:

@@ -20,11 +20,12 @@ from ._builtin import BUILTIN, DatasetInfo, check_root, read_idx
 from ._files import load_csv, load_imagefolder
 from ._pydataset import load_source
 from ._split import stratified_split, stratified_subset
-from ._stream import stats_from_sums
+from ._stream import BatchLoader, batches, loader_workers, stats_from_sums
 from ._types import DataBundle, ImageData
 
 __all__ = ["load_data", "build_bundle", "list_datasets", "ImageData", "DataBundle",
-           "DatasetInfo", "register_source", "stratified_split", "stratified_subset", "read_idx"]
+           "DatasetInfo", "register_source", "stratified_split", "stratified_subset", "read_idx",
+           "BatchLoader", "batches", "loader_workers"]
 
 #: "prefix:" → loader(spec, cfg) -> (training pool, test or None[, notes]), for user data
 #: (imagefolder:, csv:)

@@ -1,13 +1,32 @@
-"""Training (``fit``), callbacks, checkpoints and evaluation."""
+"""Training (``fit``), callbacks, checkpoints, optimizers/schedules and evaluation.
+
+Everything other packages need is exported here; the ``_``-modules are internals.
+"""
 from __future__ import annotations
 
-from ._callbacks import Callback, EarlyStopping, Progress, TensorBoardLogger, TqdmProgress
+from ._callbacks import (HOOKS, Callback, Checkpoint, EarlyStopping, HistoryLogger, Progress,
+                         TensorBoardLogger, TqdmProgress)
+from ._checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, HISTORY_COLUMNS,
+                          checkpoint_bytes, history_csv, load_checkpoint, model_spec)
 from ._evaluate import evaluate, most_confidently_wrong, predict
-from ._fit import (CHECKPOINT_FORMAT, HISTORY_COLUMNS, FitResult, build_model, fit,
-                   history_csv, load_checkpoint, normalizer, predict_log_probs)
+from ._fit import (FitResult, Trainer, build_model, fit, normalizer, predict_log_probs,
+                   preflight)
+from ._optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
 from ._runtime import choose_precision, resolve_device
 
-__all__ = ["fit", "FitResult", "evaluate", "predict", "most_confidently_wrong", "Callback",
-           "EarlyStopping", "Progress", "TqdmProgress", "TensorBoardLogger", "load_checkpoint",
-           "build_model", "normalizer", "predict_log_probs", "history_csv", "choose_precision",
-           "resolve_device", "CHECKPOINT_FORMAT", "HISTORY_COLUMNS"]
+__all__ = [
+    # training
+    "fit", "FitResult", "Trainer", "build_model", "preflight", "normalizer",
+    # callbacks
+    "Callback", "HOOKS", "EarlyStopping", "Checkpoint", "HistoryLogger", "TensorBoardLogger",
+    "Progress", "TqdmProgress",
+    # checkpoints and history
+    "load_checkpoint", "checkpoint_bytes", "model_spec", "history_csv", "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION", "HISTORY_COLUMNS",
+    # optimizers and schedules
+    "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler",
+    # evaluation
+    "evaluate", "predict", "predict_log_probs", "most_confidently_wrong",
+    # runtime
+    "choose_precision", "resolve_device",
+]

@@ -1,30 +1,95 @@
-"""Callbacks around the training loop: early stopping, checkpoints, logging, progress.
+"""Callbacks around the training loop: early stopping, checkpoints, history, TensorBoard, progress.
 
-Every hook is optional and receives the trainer plus keyword arguments, so new hooks and
-arguments can be added without breaking user callbacks (the skorch pattern).
+``fit`` does its bookkeeping through these; user callbacks (``fit(callbacks=[...])``) get the
+same hooks. Every hook is optional and receives the trainer plus keyword arguments, so new
+hooks and arguments can be added without breaking user callbacks (the skorch pattern).
 """
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._io import atomic_write_bytes, atomic_write_text
+from ._checkpoint import checkpoint_bytes, history_csv
+
 if TYPE_CHECKING:
     from ._fit import Trainer
 
-__all__ = ["Callback", "EarlyStopping", "TensorBoardLogger", "Progress", "TqdmProgress"]
+__all__ = ["Callback", "EarlyStopping", "Checkpoint", "HistoryLogger", "TensorBoardLogger",
+           "Progress", "TqdmProgress", "HOOKS"]
+
+#: The hooks, in the order a fit calls them, and the keyword arguments each receives.
+HOOKS = {
+    "on_fit_start": (),
+    "on_epoch_start": ("epoch",),
+    "on_batch_end": ("step", "loss"),
+    "on_epoch_end": ("logs",),
+    "on_fit_end": ("error",),
+}
 
 
 class Callback:
+    """Base class of the training loop's callbacks; every hook does nothing here.
+
+    ``trainer`` is the :class:`~biasvar.train.Trainer` of the fit: ``trainer.model``,
+    ``trainer.optimizer``, ``trainer.history``, ``trainer.epoch`` (epochs done), ``trainer.cfg``…
+
+    - ``on_fit_start(trainer)``: once, after a resumed checkpoint is loaded, before training.
+    - ``on_epoch_start(trainer, epoch=)``: before each epoch (``epoch`` counts from 1).
+    - ``on_batch_end(trainer, step=, loss=)``: after each optimizer step; ``step`` counts the
+      epoch's batches from 1, ``loss`` is the batch's mean training loss, a 0-d tensor on the
+      device (reading it, ``float(loss)``, waits for the device: keep this hook cheap).
+    - ``on_epoch_end(trainer, logs=)``: after each epoch's validation pass; ``logs`` is the epoch's
+      history row (epoch, train_loss, train_accuracy, val_loss, val_accuracy, lr, seconds).
+      ``trainer.stop(reason)`` ends the fit after this epoch (the reason is kept in the checkpoint
+      and in ``FitResult.stop_reason``, and a resumed run does not continue past it).
+    - ``on_fit_end(trainer, error=)``: once at the end, also when the fit fails (``error`` is the
+      exception then, else None).
+
+    Callbacks run in this order: early stopping, the user's, TensorBoard, checkpoint, history,
+    progress — so ``last.pt`` records what the user's callbacks did in the epoch.
+
+    A callback that stops training (the pattern of pruning a hopeless trial):
+
+    >>> from biasvar import ExperimentConfig, fit, load_data
+    >>> from biasvar.train import Callback
+    >>> class StopWhenAccurate(Callback):
+    ...     def __init__(self, target):
+    ...         self.target = target
+    ...     def on_epoch_end(self, trainer, logs, **kwargs):
+    ...         if logs["val_accuracy"] >= self.target:
+    ...             trainer.stop(f"val_accuracy reached {self.target}")
+    >>> cfg = ExperimentConfig(dataset="digits", epochs=20)
+    >>> result = fit(cfg, load_data(cfg), callbacks=[StopWhenAccurate(0.5)], progress=False)
+    >>> len(result.history) < 20, result.stop_reason
+    (True, 'val_accuracy reached 0.5')
+    """
+
     def on_fit_start(self, trainer: "Trainer", **kwargs: Any) -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", logs: dict, **kwargs: Any) -> None: ...
+    def on_epoch_start(self, trainer: "Trainer", **kwargs: Any) -> None: ...
+    def on_batch_end(self, trainer: "Trainer", **kwargs: Any) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", **kwargs: Any) -> None: ...
     def on_fit_end(self, trainer: "Trainer", **kwargs: Any) -> None: ...
+
     def state_dict(self) -> dict:
         return {}
+
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def overridden_hooks(callbacks: list[Any], name: str) -> list[Any]:
+    """The bound ``name`` hooks of the callbacks that define it other than as Callback's no-op
+    (so a hook nobody uses costs the loop nothing)."""
+    base = getattr(Callback, name)
+    out = []
+    for cb in callbacks:
+        hook = getattr(cb, name, None)
+        if hook is not None and getattr(hook, "__func__", None) is not base:
+            out.append(hook)
+    return out
 
 
 class EarlyStopping(Callback):
@@ -60,12 +125,13 @@ class EarlyStopping(Callback):
         else:
             self.wait += 1
             if self.patience is not None and self.wait >= self.patience:
-                trainer.stop_reason = (f"early stopping: {self.monitor} did not improve by more "
-                                       f"than {self.min_delta} for {self.patience} epochs; best "
-                                       f"epoch {self.best_epoch}")
+                trainer.stop(f"early stopping: {self.monitor} did not improve by more than "
+                             f"{self.min_delta} for {self.patience} epochs; best epoch "
+                             f"{self.best_epoch}")
 
-    def on_fit_end(self, trainer: "Trainer", **kwargs: Any) -> None:
-        if self.restore_best and self.best_state is not None:
+    def on_fit_end(self, trainer: "Trainer", error: BaseException | None = None,
+                   **kwargs: Any) -> None:
+        if error is None and self.restore_best and self.best_state is not None:
             trainer.model.load_state_dict(self.best_state)
 
     def state_dict(self) -> dict:
@@ -77,6 +143,37 @@ class EarlyStopping(Callback):
         self.best_epoch = state.get("best_epoch")
         self.wait = int(state.get("wait", 0))
         self.best_state = state.get("best_state")
+
+
+class Checkpoint(Callback):
+    """After every epoch, writes ``last.pt`` (the whole training state, for ``resume``) into
+    ``run_dir``, and ``best.pt`` (the weights) when the epoch improved the monitored metric.
+
+    ``best_of`` is the EarlyStopping that judges improvement (default: the fit's own,
+    ``trainer.early``). Both files are written atomically; read them with ``load_checkpoint``."""
+
+    def __init__(self, run_dir: str | Path, best_of: EarlyStopping | None = None):
+        self.run_dir = Path(run_dir)
+        self.best_of = best_of
+
+    def on_epoch_end(self, trainer: "Trainer", **kwargs: Any) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.run_dir / "last.pt", checkpoint_bytes(trainer.checkpoint()))
+        early = self.best_of if self.best_of is not None else trainer.early
+        if early.improved:
+            atomic_write_bytes(self.run_dir / "best.pt",
+                               checkpoint_bytes(trainer.best_checkpoint(early)))
+
+
+class HistoryLogger(Callback):
+    """Rewrites ``path`` (``history.csv``: HISTORY_COLUMNS, one row per epoch so far, resumed
+    epochs included) after every epoch."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer: "Trainer", **kwargs: Any) -> None:
+        atomic_write_text(self.path, history_csv(trainer.history))
 
 
 class TensorBoardLogger(Callback):
@@ -102,19 +199,58 @@ class TensorBoardLogger(Callback):
             self._writer = None
 
 
-class Progress:
-    """Progress reporting protocol; the base class reports nothing."""
+class Progress(Callback):
+    """The progress callback: reports a fit's training steps to ``start(total_steps, desc)``,
+    ``update(steps)``, ``postfix(values)`` and ``close()``.
+
+    Those four report nothing here: override them (:class:`TqdmProgress`), or pass any object
+    that has them as ``reporter`` (e.g. one bar shared by many fits). Steps are reported every
+    batch on the CPU and every 16 batches on a GPU (and at the end of each epoch)."""
+
+    reporter: Any = None
+    #: batches between updates on a GPU (on the CPU: every batch)
+    gpu_every = 16
+
+    def __init__(self, reporter: Any = None):
+        self.reporter = reporter
+        self._pending = 0
+        self._every = 1
+
+    def _target(self) -> Any:
+        return self if self.reporter is None else self.reporter
 
     def start(self, total_steps: int, desc: str) -> None: ...
     def update(self, steps: int) -> None: ...
     def postfix(self, values: dict[str, float]) -> None: ...
     def close(self) -> None: ...
 
+    def on_fit_start(self, trainer: "Trainer", **kwargs: Any) -> None:
+        self._every = 1 if trainer.device.type == "cpu" else self.gpu_every
+        self._pending = 0
+        target = self._target()
+        target.start(trainer.total_steps, trainer.desc)
+        done = trainer.epoch * trainer.steps_per_epoch
+        if done:  # resumed: the epochs already trained
+            target.update(done)
+
+    def on_batch_end(self, trainer: "Trainer", step: int, **kwargs: Any) -> None:
+        self._pending += 1
+        if self._pending >= self._every or step == trainer.steps_per_epoch:
+            self._target().update(self._pending)
+            self._pending = 0
+
+    def on_epoch_end(self, trainer: "Trainer", logs: dict, **kwargs: Any) -> None:
+        self._target().postfix({"loss": logs["train_loss"], "val_acc": logs["val_accuracy"]})
+
+    def on_fit_end(self, trainer: "Trainer", **kwargs: Any) -> None:
+        self._target().close()
+
 
 class TqdmProgress(Progress):
     """One tqdm bar over all training steps of a fit (ETA included)."""
 
     def __init__(self, **tqdm_kwargs: Any):
+        super().__init__()
         self.kwargs = tqdm_kwargs
         self.bar = None
 
@@ -137,6 +273,3 @@ class TqdmProgress(Progress):
             self.bar.close()
             self.bar = None
 
-
-def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -8,11 +8,12 @@ DataLoader workers in the same order, and go through the same steps.
 
 Randomness is derived from ``(seed, epoch)`` at the start of every epoch (data order, dropout,
 augmentation), so a run resumed from ``last.pt`` continues exactly as an uninterrupted one.
+
+The loop itself only trains and validates; checkpoints, early stopping, history.csv, TensorBoard
+and the progress bar are callbacks (``_callbacks``) called through its hooks.
 """
 from __future__ import annotations
 
-import io
-import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,23 +25,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_text
 from ..config import ExperimentConfig, config_hash, config_to_dict, resolve
 from ..data import DataBundle
-from ..data._stream import BatchLoader, batches, loader_workers
+from ..data import BatchLoader, batches, loader_workers
 from ..data.augment import Augment, parse_augment
-from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..errors import CheckpointError, TrainingDiverged
 from ..models import create_model, is_conv
-from ._callbacks import Callback, EarlyStopping, Progress, TensorBoardLogger, TqdmProgress
+from ._callbacks import (Callback, Checkpoint, EarlyStopping, HistoryLogger, Progress,
+                         TensorBoardLogger, TqdmProgress, overridden_hooks)
+from ._checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, model_spec
+from ._optim import make_optimizer, make_scheduler
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
-__all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "CHECKPOINT_FORMAT", "load_checkpoint",
-           "normalizer", "HISTORY_COLUMNS"]
+__all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "normalizer",
+           "predict_log_probs"]
 
-CHECKPOINT_FORMAT = "biasvar-checkpoint"
-CHECKPOINT_VERSION = 1
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                   "seconds"]
 
 
 @dataclass
@@ -79,7 +78,7 @@ def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
 def preflight(cfg: ExperimentConfig, data: DataBundle) -> None:
     """Fail on a bad model, augmentation or optimizer before anything is written."""
     parse_augment(cfg.augment)
-    _make_optimizer(cfg, build_model(cfg, data))
+    make_optimizer(cfg, build_model(cfg, data))
 
 
 def normalizer(data: DataBundle, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,59 +88,25 @@ def normalizer(data: DataBundle, device: torch.device) -> tuple[torch.Tensor, to
     return 1.0 / (255.0 * std), mean / std
 
 
-def _lr_lambda(schedule: str, total: int, steps_per_epoch: int, step_epochs: int,
-               gamma: float):
-    if schedule == "constant":
-        return lambda s: 1.0
-    if schedule == "step":
-        return lambda s: gamma ** ((s // steps_per_epoch) // step_epochs)
-    if schedule == "cosine":
-        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
-    raise AssertionError(schedule)
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only: biases and normalisation parameters (1-D) are exempt."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
-def _make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
-    if not any(g["params"] for g in groups):
-        raise ConfigError("freeze_backbone: nothing is left to train (no parameter requires a "
-                          "gradient).")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.momentum > 0)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    from ..errors import unknown_name
-    raise unknown_name("optimizer", cfg.optimizer, ["sgd", "adam", "adamw"])
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     # distinct, reproducible streams per (seed, epoch); 2**31-1 is prime
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
 
 
 class Trainer:
-    """The state of one fit; callbacks receive it. Use :func:`fit` rather than this class."""
+    """The state of one fit; callbacks receive it. Use :func:`fit` rather than this class.
+
+    For callbacks: ``model``, ``optimizer``, ``scheduler``, ``cfg``, ``device``, ``history`` (one
+    row per epoch done), ``epoch`` (epochs done), ``steps_per_epoch``, ``total_steps``,
+    ``early`` (the fit's own EarlyStopping, which tracks the best epoch), ``run_dir``, and
+    :meth:`stop` to end the fit after the current epoch."""
 
     def __init__(self, cfg: ExperimentConfig, data: DataBundle, *, seed: int,
                  train_indices: np.ndarray | None, run_dir: Path | None,
-                 callbacks: Sequence[Callback], progress: Progress, desc: str):
+                 callbacks: Sequence[Callback], progress: Progress | None, desc: str):
         self.cfg, self.data, self.seed = cfg, data, seed
         self.run_dir = run_dir
-        self.progress, self.desc = progress, desc
+        self.desc = desc
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -171,20 +136,24 @@ class Trainer:
         self.scale, self.shift = normalizer(data, self.device)
         aug = parse_augment(cfg.augment)
         self.augment: Augment = aug.scaled(cfg.augment_strength) if cfg.augment_strength != 1.0 else aug
-        self.optimizer = _make_optimizer(cfg, self.model)
-        if cfg.schedule == "onecycle":
-            self.scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=cfg.lr, total_steps=self.total_steps)
-        else:
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, _lr_lambda(cfg.schedule, self.total_steps, self.steps_per_epoch,
-                                           cfg.step_epochs, cfg.step_gamma))
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.scheduler: Any = make_scheduler(cfg, self.optimizer, self.total_steps,
+                                             self.steps_per_epoch)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        # always there: it also tracks the best epoch for best.pt when stopping is off
         self.early = EarlyStopping(cfg.monitor, cfg.patience if cfg.early_stopping else None,
                                    cfg.min_delta, restore_best=cfg.early_stopping)
+        # the user's callbacks see each epoch before it is checkpointed (a stop they ask for,
+        # or an exception they raise, is in / keeps out of last.pt)
         self.callbacks: list[Callback] = [self.early, *callbacks]
         if cfg.tensorboard and run_dir is not None:
             self.callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
+        if run_dir is not None:
+            self.callbacks += [Checkpoint(run_dir, self.early),
+                               HistoryLogger(run_dir / "history.csv")]
+        if progress is not None:
+            self.callbacks.append(progress)
+        self._batch_end: list[Any] = []
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.stop_reason: str | None = None
@@ -230,8 +199,13 @@ class Trainer:
     def _l1(self) -> torch.Tensor:
         return sum(p.abs().sum() for p in self.model.parameters() if p.ndim > 1 and p.requires_grad)
 
+    def stop(self, reason: str) -> None:
+        """End the fit after the current epoch (for callbacks; see :class:`Callback`)."""
+        self.stop_reason = reason
+
     def train_one_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
+        batch_end = self._batch_end
         es = _epoch_seed(self.seed, self.epoch)
         gen = torch.Generator().manual_seed(es)
         torch.manual_seed(es)  # dropout
@@ -241,7 +215,7 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         check_every = 1 if self.device.type == "cpu" else 16
-        for step, (xb, y) in enumerate(self._batches(perm)):
+        for step, (xb, y) in enumerate(self._batches(perm), 1):
             x = self._prepare(xb, gen)
             with autocast(self.device, self.precision["precision"]):
                 logits = model(x)
@@ -254,18 +228,20 @@ class Trainer:
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
-            if (step + 1) % check_every == 0 or step + 1 == self.steps_per_epoch:
+            if step % check_every == 0 or step == self.steps_per_epoch:
                 if not torch.isfinite(loss_sum):
                     self._diverged(step)
-                self.progress.update(check_every if (step + 1) % check_every == 0
-                                     else (step + 1) % check_every)
+            if batch_end:
+                batch_loss = loss.detach()
+                for hook in batch_end:
+                    hook(self, step=step, loss=batch_loss)
         return {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen}
 
     def _diverged(self, step: int) -> None:
         kept = (f"the last good checkpoint {self.run_dir / 'last.pt'} (epoch {self.epoch}) is "
                 "kept" if self.run_dir is not None and self.epoch > 0 else "nothing was saved")
         raise TrainingDiverged(
-            f"training loss became NaN or infinite in epoch {self.epoch + 1}, step {step + 1}; "
+            f"training loss became NaN or infinite in epoch {self.epoch + 1}, step {step}; "
             f"{kept}. Lower the learning rate (lr is {self.cfg.lr:g}; try --lr "
             f"{self.cfg.lr / 10:g}), or add gradient-friendly settings such as --batchnorm.")
 
@@ -293,18 +269,15 @@ class Trainer:
             **model_spec(self.data),
         }
 
-    def save(self) -> None:
-        if self.run_dir is None:
-            return
-        atomic_write_bytes(self.run_dir / "last.pt", _to_bytes(self.checkpoint()))
-        if self.early.improved:
-            best = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "best",
-                    "config": config_to_dict(self.cfg), "epoch": self.epoch,
-                    "monitor": self.early.monitor, "value": self.early.best_value,
-                    "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                    "precision": self.precision, **model_spec(self.data)}
-            atomic_write_bytes(self.run_dir / "best.pt", _to_bytes(best))
-        atomic_write_text(self.run_dir / "history.csv", history_csv(self.history))
+    def best_checkpoint(self, early: EarlyStopping | None = None) -> dict[str, Any]:
+        """``best.pt``'s content: this epoch's weights and the monitored value (of ``early``,
+        default the fit's own early stopping)."""
+        early = self.early if early is None else early
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": "best",
+                "config": config_to_dict(self.cfg), "epoch": self.epoch,
+                "monitor": early.monitor, "value": early.best_value,
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "precision": self.precision, **model_spec(self.data)}
 
     def restore(self, path: Path) -> None:
         ck = load_checkpoint(path)
@@ -341,15 +314,18 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> FitResult:
+        """Train until ``cfg.epochs`` epochs are done or a callback stops the fit."""
         t_start = time.perf_counter()
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
-        done = self.epoch * self.steps_per_epoch
-        self.progress.start(self.total_steps, self.desc)
-        if done:
-            self.progress.update(done)
+        hooks = {name: overridden_hooks(self.callbacks, name) for name in
+                 ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")}
+        self._batch_end = hooks["on_batch_end"]
+        error: BaseException | None = None
         try:
+            for hook in hooks["on_fit_start"]:
+                hook(self)
             while self.epoch < self.cfg.epochs and self.stop_reason is None:
+                for hook in hooks["on_epoch_start"]:
+                    hook(self, epoch=self.epoch + 1)
                 t0 = time.perf_counter()
                 logs = self.train_one_epoch()
                 val = self.evaluate_split(self.data.val.x, self.data.val.y)
@@ -359,62 +335,20 @@ class Trainer:
                         "lr": float(self.optimizer.param_groups[0]["lr"]),
                         "seconds": time.perf_counter() - t0}
                 self.history.append(logs)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, logs)
-                self.save()
-                self.progress.postfix({"loss": logs["train_loss"], "val_acc": logs["val_accuracy"]})
+                for hook in hooks["on_epoch_end"]:
+                    hook(self, logs=logs)
+        except BaseException as e:
+            error = e
+            raise
         finally:
-            self.progress.close()
             self._close_loaders()
-        for cb in self.callbacks:
-            cb.on_fit_end(self)
+            self._batch_end = []
+            for hook in hooks["on_fit_end"]:
+                hook(self, error=error)
         return FitResult(model=self.model, history=self.history, config=self.cfg,
                          precision=self.precision, best_epoch=self.early.best_epoch,
                          stop_reason=self.stop_reason, seconds=time.perf_counter() - t_start,
                          resumed_from_epoch=self.resumed_from, device=str(self.device))
-
-
-def model_spec(data: DataBundle) -> dict[str, Any]:
-    return {"num_classes": data.num_classes, "in_shape": list(data.input_shape),
-            "classes": list(data.classes), "mean": list(data.mean), "std": list(data.std)}
-
-
-def _to_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a biasvar checkpoint safely (``weights_only=True``: no code runs from the file)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist.")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated zip, pickle payload, random bytes...
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read safely ({msg}). It is "
-                              "truncated, damaged, or not a file biasvar wrote; start over with "
-                              "--fresh or point --resume at a good last.pt.") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {str(path)!r} was not written by biasvar (no "
-                              f"'format: {CHECKPOINT_FORMAT}' entry). To start a model from "
-                              "plain weights use --weights instead.")
-    if int(ck.get("version", 0)) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} is from a newer biasvar "
-                              f"(version {ck.get('version')}); upgrade biasvar.")
-    return ck
-
-
-def history_csv(history: list[dict[str, float]]) -> str:
-    lines = [",".join(HISTORY_COLUMNS)]
-    for row in history:
-        lines.append(",".join(repr(int(row[c])) if c == "epoch" else f"{row[c]:.8g}"
-                              for c in HISTORY_COLUMNS))
-    return "\n".join(lines) + "\n"
 
 
 @torch.no_grad()
@@ -458,8 +392,12 @@ def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
     """Train ``config.model`` on ``data.train`` (or the rows ``train_indices`` of it).
 
     ``seed`` overrides ``config.seed``. With ``run_dir``, ``last.pt`` (every epoch), ``best.pt``
-    (when the monitored metric improves) and ``history.csv`` are written there atomically;
-    ``resume=True`` continues from ``run_dir/last.pt`` (or give a path).
+    (when the monitored metric improves) and ``history.csv`` are written there atomically (the
+    :class:`Checkpoint` and :class:`HistoryLogger` callbacks); ``resume=True`` continues from
+    ``run_dir/last.pt`` (or give a path). ``callbacks``: :class:`Callback` objects called through
+    the loop's hooks (one can stop the fit: see :class:`Callback`). ``progress``: True for a tqdm
+    bar, False for none, a :class:`Progress` callback, or any object with its
+    ``start``/``update``/``postfix``/``close`` methods.
 
     >>> from biasvar import ExperimentConfig, load_data, fit
     >>> cfg = ExperimentConfig(dataset="digits", epochs=2)
@@ -476,7 +414,9 @@ def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
     if progress is True:
         progress = TqdmProgress()
     elif progress is False:
-        progress = Progress()
+        progress = None
+    elif not isinstance(progress, Progress):  # any object with start/update/postfix/close
+        progress = Progress(reporter=progress)
     trainer = Trainer(cfg, data, seed=cfg.seed, train_indices=train_indices, run_dir=run_dir,
                       callbacks=callbacks, progress=progress,
                       desc=desc or f"{cfg.model} on {data.name}")

@@ -1,0 +1,103 @@
+"""Optimizers and learning-rate schedules, by name: the ``OPTIMIZERS`` and ``SCHEDULES`` registries.
+
+An optimizer builder takes ``(param_groups, config)``; a schedule builder takes
+``(optimizer, config, total_steps, steps_per_epoch)`` and returns a scheduler stepped once per
+training step. ``config.optimizer`` / ``config.schedule`` name them (the configuration's choices
+are these registries' names).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+from ..registry import Registry
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "param_groups"]
+
+OptimizerBuilder = Callable[[list[dict], ExperimentConfig], torch.optim.Optimizer]
+ScheduleBuilder = Callable[[torch.optim.Optimizer, ExperimentConfig, int, int], Any]
+
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
+SCHEDULES: Registry[ScheduleBuilder] = Registry("schedule")
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(groups: list[dict], cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    """SGD with ``cfg.momentum`` (Nesterov when the momentum is positive)."""
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+@OPTIMIZERS.register("adam")
+def _adam(groups: list[dict], cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(groups: list[dict], cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _per_step(optimizer: torch.optim.Optimizer, factor: Callable[[int], float]) -> Any:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@SCHEDULES.register("constant")
+def _constant(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: int,
+              steps_per_epoch: int) -> Any:
+    return _per_step(optimizer, lambda s: 1.0)
+
+
+@SCHEDULES.register("step")
+def _step(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: int,
+          steps_per_epoch: int) -> Any:
+    """× ``step_gamma`` every ``step_epochs`` epochs."""
+    every, gamma = cfg.step_epochs, cfg.step_gamma
+    return _per_step(optimizer, lambda s: gamma ** ((s // steps_per_epoch) // every))
+
+
+@SCHEDULES.register("cosine")
+def _cosine(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: int,
+            steps_per_epoch: int) -> Any:
+    """Cosine decay from ``lr`` to 0 over the whole fit."""
+    return _per_step(optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+
+
+@SCHEDULES.register("onecycle")
+def _onecycle(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: int,
+              steps_per_epoch: int) -> Any:
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weights only: biases and normalisation parameters (1-D) are exempt."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over the model's trainable parameters (an unknown name is a
+    ConfigError with a "did you mean")."""
+    build = OPTIMIZERS.get(cfg.optimizer)
+    groups = param_groups(model, cfg.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ConfigError("freeze_backbone: nothing is left to train (no parameter requires a "
+                          "gradient).")
+    return build(groups, cfg)
+
+
+def make_scheduler(cfg: ExperimentConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                   steps_per_epoch: int) -> Any:
+    """``cfg.schedule`` for a fit of ``total_steps`` optimizer steps."""
+    return SCHEDULES.get(cfg.schedule)(optimizer, cfg, total_steps, steps_per_epoch)
