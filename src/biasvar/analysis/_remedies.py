@@ -45,7 +45,8 @@ _THRESHOLD_RANGES: dict[str, tuple[float, float, bool]] = {
     "se_ratio": (0.0, 100.0, False),
 }
 
-# Fixed order of the unmeasured remedies within a side (DESIGN.md's lists): ranking rules.
+# Fixed order of the unmeasured remedies within a side (the README's "How the verdict is
+# reached"): ranking rules.
 _BIAS_ORDER = ("wider_model", "deeper_model", "less_regularization", "tune_lr", "train_longer")
 _BIAS_ORDER_FALLING = ("train_longer", "wider_model", "deeper_model", "less_regularization",
                        "tune_lr")

@@ -1,7 +1,7 @@
 """Numbers behind the curves: seed summaries, the learning-curve power law, "still falling?".
 
 Pure numpy/scipy, no torch: the curve runners (``diagnose/curves``) hand arrays in, the verdict
-and the report read the dicts that come out (shapes and keys as in SCHEMA.md).
+and the report read the dicts that come out (shapes and keys as in the README's results.json contract).
 
 Example::
 
@@ -29,7 +29,7 @@ __all__ = ["RELATIVE_DROP", "summarize", "fit_power_law", "loss_still_falling"]
 #: Epoch-to-epoch noise of a converged run's mean training loss is well under 1 %.
 RELATIVE_DROP = 0.02
 
-# Power-law fit bounds (SCHEMA.md): a >= 0, 0 <= b <= 3, 0 <= c <= 1.
+# Power-law fit bounds (the README's results.json contract): a >= 0, 0 <= b <= 3, 0 <= c <= 1.
 _B_MAX = 3.0
 _C_MAX = 1.0
 
@@ -109,7 +109,7 @@ def fit_power_law(sizes: Sequence[float] | np.ndarray, errors: Sequence[float] |
         n_max: size to extrapolate from (default: the largest size), e.g. the full training set.
 
     Returns:
-        SCHEMA.md's ``power_law`` dict: ``a``, ``b``, ``c`` (c is the asymptotic error, a fraction),
+        the README's results.json ``power_law`` dict: ``a``, ``b``, ``c`` (c is the asymptotic error, a fraction),
         ``n_max``, ``err_at_n_max`` = err(n_max), ``err_2x`` = err(2·n_max),
         ``err_10x`` = err(10·n_max), ``gain_2x`` = err_at_n_max − err_2x (absolute error
         reduction from doubling the data), ``rmse`` of the fit (error units), ``ok``, ``note``.

@@ -77,13 +77,13 @@ def verdict(results: Results | Mapping[str, Any],
     """Label, evidence, caveats and ranked remedies for one run's results.
 
     Args:
-        results: typed results, or a results.json mapping (SCHEMA.md; every block optional).
+        results: typed results, or a results.json mapping (the README's results.json contract; every block optional).
             ``config`` (the resolved config as a flat mapping) sharpens the remedies' CLI hints
             when present.
         thresholds: the rules' thresholds (default :class:`Thresholds()`).
 
     Returns:
-        SCHEMA.md's ``verdict``: label, evidence and caveats (sentences), remedies
+        the README's results.json ``verdict``: label, evidence and caveats (sentences), remedies
         (:class:`~._results.Remedy`: rank, name, action, addresses, evidence, predicted_gain —
         an absolute error reduction or None) and the thresholds applied.
     """

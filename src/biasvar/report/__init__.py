@@ -1,7 +1,7 @@
 """The report: one self-contained, offline HTML page per run directory.
 
 :func:`render_report` reads whatever a run directory holds (config.yaml, env.json, history.csv,
-metrics.json, gallery.json, results.json; see SCHEMA.md) and writes ``report.html`` next to
+metrics.json, gallery.json, results.json; see the README's results.json contract) and writes ``report.html`` next to
 them: the verdict and ranked remedies on top, key figures, training / learning / complexity
 curves, the bias–variance decomposition, the confusion matrix, per-class metrics, a gallery of
 the most confidently wrong test images, and the run's fits, config and environment. Sections

@@ -26,7 +26,7 @@ from ._load import RUN_FILES, load_run, number, run_of
 
 __all__ = ["render_report", "render_html", "render_fragment", "LABEL_PHRASES"]
 
-#: the human reading of each verdict label (SCHEMA.md's verdict.label)
+#: the human reading of each verdict label (the README's results.json verdict.label)
 LABEL_PHRASES = {
     "high_bias": ("High bias (underfitting)",
                   "the model does not fit even its training data as well as this task allows."),
@@ -695,7 +695,7 @@ def render_report(run_dir: str | Path, *, out: Path | None = None) -> Path:
     """Render ``report.html`` for a run directory from its saved files, without training.
 
     Args:
-        run_dir: a biasvar run directory (SCHEMA.md): any of config.yaml, env.json,
+        run_dir: a biasvar run directory (the README's results.json contract): any of config.yaml, env.json,
             history.csv, metrics.json, gallery.json, results.json.
         out: where to write the page (default ``run_dir/report.html``); written atomically.
 

@@ -1,4 +1,4 @@
-"""Gather what a run directory holds (SCHEMA.md) into one mapping; read only, never recompute.
+"""Gather what a run directory holds (the README's results.json contract) into one mapping; read only, never recompute.
 
 results.json is read and validated by :func:`biasvar.analysis._results.load_results` (a typed
 :class:`~biasvar.analysis._results.Results`); the other files (metrics.json, history.csv,
@@ -102,7 +102,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     results.json a run directory holds.
 
     Args:
-        run_dir: a biasvar run directory (SCHEMA.md).
+        run_dir: a biasvar run directory (the README's results.json contract).
 
     Returns:
         ``{"run_dir": str, "problems": [str], <key>: content, ...}`` with a key of
