@@ -213,3 +213,24 @@ def test_every_command_parses_to_a_function():
         if name == "curve":
             continue
         assert callable(p.get_default("func")), name
+
+
+def test_options_a_command_does_not_use_are_refused(tmp_path, capsys):
+    # the target error changes only the diagnose verdict: a curve does not take it
+    err = _parse_error(["curve", "learning", "--dataset", "digits", "--target-error", "0"], capsys)
+    assert "unrecognized arguments: --target-error 0" in err
+    # predictions made elsewhere are analysed as given: training options would change nothing
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 20, 4))
+    lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.savez(tmp_path / "p.npz", log_probs=lp, labels=rng.integers(0, 4, 20))
+    from biasvar.cli import main
+
+    assert main(["decompose", "--from-predictions", str(tmp_path / "p.npz"), "--rounds", "7",
+                 "--epochs", "3", "--no-report", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs, --rounds would change nothing" in err and not (tmp_path / "o").exists()
+    assert main(["decompose", "--from-predictions", str(tmp_path / "p.npz"), "--sampling",
+                 "split", "--no-report", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["decomposition"][
+        "sampling"] == "split"

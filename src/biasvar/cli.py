@@ -219,6 +219,16 @@ def _decompose(args: argparse.Namespace) -> int:
         return _analysis("decompose")(args)
     from .analysis import decompose_predictions, load_predictions
 
+    ignored = sorted(("--" + k.replace("_", "-") for k in (
+        *_overrides(args, ExperimentConfig), *_overrides(args, AnalysisConfig))
+        if k != "sampling"), key=str)
+    ignored += [flag for flag, on in (("--config", args.config), ("--dry-run", args.dry_run),
+                                      ("--workers", args.workers != 1)) if on]
+    if ignored:
+        raise BiasvarError(f"--from-predictions: {', '.join(ignored)} would change nothing: the "
+                           "predictions are analysed as given, nothing is trained. Drop "
+                           f"{'it' if len(ignored) == 1 else 'them'} (only --sampling, --out "
+                           "and --no-report apply).")
     lp, labels, classes = load_predictions(args.from_predictions)
     src = Path(args.from_predictions)
     out = Path(args.out) if args.out else src.parent / (src.with_suffix("").name

@@ -183,8 +183,7 @@ class AnalysisConfig:
                                       "avoidable bias; default: the best-known error of a "
                                       "built-in dataset", lo=0.0, hi=1.0, group="analysis",
                                       metavar="E", semantic=False,
-                                      commands=("diagnose", "learning", "complexity",
-                                                "decompose"))
+                                      commands=("diagnose",))
 
     def __post_init__(self) -> None:
         validate(self)

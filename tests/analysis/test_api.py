@@ -117,10 +117,10 @@ def test_dry_run_returns_the_plan_without_training(tmp_path):
 def test_each_curve_on_a_tiny_model(tmp_path):
     cfg = ExperimentConfig(**{**FAST, "width": 16}, epochs=2)
     lc = learning_curve(cfg, sizes=[200, 600], seeds=1, out=tmp_path / "lc", progress=False,
-                        report=False, target_error=0.01)
+                        report=False)
     assert lc.learning_curve.sizes == [200, 600] and lc.learning_curve.seeds == [0]
     cc = complexity_curve(cfg, param="width", values=[4, 16], seeds=1, out=tmp_path / "cc",
-                          progress=False, report=False, target_error=0.01)
+                          progress=False, report=False)
     assert cc.complexity_curve.values == [4, 16]
     assert cc.complexity_curve.best_value in (4, 16)
     assert cc.complexity_curve.reference_value == 16

@@ -227,7 +227,7 @@ def test_a_continued_analysis_keeps_the_precision_it_chose(tmp_path, monkeypatch
 
     out = tmp_path / "run"
     argv = ["curve", "learning", "--dataset", "digits", "--sizes", "150,300", "--seeds", "1",
-            "--epochs", "1", "--target-error", "0", "--no-progress", "--no-report",
+            "--epochs", "1", "--no-progress", "--no-report",
             "--out", str(out)]
     monkeypatch.setattr(train_pkg, "choose_precision", timed_as("fp32", False))
     assert main(argv) == 0

@@ -213,7 +213,7 @@ def test_cli_trains_evaluates_and_diagnoses_a_folder_past_the_budget(tmp_path):
     assert again["test"]["accuracy"] == metrics["test"]["accuracy"]
     # the analyses run fit jobs in worker processes, which stream the images too
     r3 = run_cli("curve", "learning", "--dataset", "imagefolder:data", "--sizes", "30,60", "--seeds", "1",
-                 "--epochs", "1", "--workers", "2", "--target-error", "0", *FAST,
+                 "--epochs", "1", "--workers", "2", *FAST,
                  cwd=tmp_path, env=env)
     assert r3.returncode == 0, r3.stderr[-3000:]
     assert snapshot(tmp_path / "data") == before  # the images are only read

@@ -125,9 +125,10 @@ class _Session:
 
     command: str
     setup: Any
-    workers: int
+    runner: Any
     progress: bool
     dry_run: bool
+    fresh: bool
     t0: float = field(default_factory=time.perf_counter)
 
     @classmethod
@@ -141,12 +142,13 @@ class _Session:
             raise ConfigError(f"workers: {workers!r} must be a whole number, at least 1.")
         setup = open_run(command, cfg if cfg is not None else ExperimentConfig(), out=out,
                          fresh=fresh, analysis=analysis, variants=variants, source=source)
-        s = cls(command, setup, workers, progress, dry_run)
-        s.fresh = fresh
         executor = SerialExecutor() if workers == 1 else ProcessExecutor(workers)
-        s.store = JobStore(setup.run_dir)
-        s.runner = JobRunner(s.store, setup.data, executor)
-        return s
+        runner = JobRunner(JobStore(setup.run_dir), setup.data, executor)
+        return cls(command, setup, runner, progress, dry_run, fresh)
+
+    @property
+    def store(self) -> Any:
+        return self.runner.store
 
     @property
     def cfg(self) -> ExperimentConfig:
@@ -346,7 +348,7 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
 @_dry
 def learning_curve(config: ExperimentConfig | None = None, *,
                    sizes: str | Sequence[float] | None = None, seeds: int | None = None,
-                   target_error: float | None = None, workers: int = 1,
+                   workers: int = 1,
                    out: str | Path | None = None, progress: bool = True,
                    analysis: AnalysisConfig | None = None, fresh: bool = False,
                    dry_run: bool = False, report: bool = True, source: Any = None) -> Results:
@@ -360,8 +362,7 @@ def learning_curve(config: ExperimentConfig | None = None, *,
 
     if sizes is not None and not isinstance(sizes, str):
         sizes = ",".join(str(x) for x in sizes)
-    a = resolve_analysis("learning", _options(analysis, sizes=sizes, seeds=seeds,
-                                              target_error=target_error))
+    a = resolve_analysis("learning", _options(analysis, sizes=sizes, seeds=seeds))
     cfg = resolve(config if config is not None else ExperimentConfig())
     seed_list = list(range(cfg.seed, cfg.seed + a.seeds))
     s = _Session.open("curve-learning", cfg, a, out=out, fresh=fresh, workers=workers,
@@ -379,7 +380,7 @@ def complexity_curve(config: ExperimentConfig | None = None, *, param: str | Non
                      values: str | Sequence[Any] | None = None, seeds: int | None = None,
                      rounds: int | None = None, sampling: str | None = None,
                      fraction: float | None = None, label_noise: float | None = None,
-                     target_error: float | None = None, workers: int = 1,
+                     workers: int = 1,
                      out: str | Path | None = None, progress: bool = True,
                      analysis: AnalysisConfig | None = None, fresh: bool = False,
                      dry_run: bool = False, report: bool = True,
@@ -394,7 +395,7 @@ def complexity_curve(config: ExperimentConfig | None = None, *, param: str | Non
         values = ",".join(str(v) for v in values)
     a = resolve_analysis("complexity", _options(
         analysis, param=param, values=values, seeds=seeds, rounds=rounds, sampling=sampling,
-        fraction=fraction, label_noise=label_noise, target_error=target_error))
+        fraction=fraction, label_noise=label_noise))
     cfg = resolve(config if config is not None else ExperimentConfig())
     seed_list = list(range(cfg.seed, cfg.seed + a.seeds))
     _, variants = complexity_configs(cfg, a.param, a.values)
@@ -411,8 +412,7 @@ def complexity_curve(config: ExperimentConfig | None = None, *, param: str | Non
 @_dry
 def decompose(config: ExperimentConfig | None = None, *, rounds: int | None = None,
               sampling: str | None = None, fraction: float | None = None,
-              label_noise: float | None = None, target_error: float | None = None,
-              workers: int = 1, out: str | Path | None = None, progress: bool = True,
+              label_noise: float | None = None, workers: int = 1, out: str | Path | None = None, progress: bool = True,
               analysis: AnalysisConfig | None = None, fresh: bool = False,
               dry_run: bool = False, report: bool = True, source: Any = None) -> Results:
     """Bias, variance and net variance (0-1, squared error, cross-entropy) of ``rounds`` models
@@ -421,8 +421,7 @@ def decompose(config: ExperimentConfig | None = None, *, rounds: int | None = No
     from .analyses import decomposition, decomposition_jobs
 
     a = resolve_analysis("decompose", _options(
-        analysis, rounds=rounds, sampling=sampling, fraction=fraction, label_noise=label_noise,
-        target_error=target_error))
+        analysis, rounds=rounds, sampling=sampling, fraction=fraction, label_noise=label_noise))
     s = _Session.open("decompose", config, a, out=out, fresh=fresh, workers=workers,
                       progress=progress, dry_run=dry_run, source=source)
     s.start()

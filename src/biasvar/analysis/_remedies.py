@@ -127,14 +127,9 @@ class Thresholds:
 
 # ----------------------------------------------------------------------------------- helpers
 
-def _real(x: Any) -> bool:
-    """A finite real number (not a bool): for the free-form values of metrics and history rows."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _same(a: Any, b: Any) -> bool:
     """Two knob values are the same (numbers up to rounding)."""
-    if _real(a) and _real(b):
+    if finite(a) and finite(b):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     return a == b
 
@@ -215,9 +210,9 @@ class CurveReading:
     def direction(self) -> int:
         """The suggested change: +1 more, −1 less, 0 none / unknown."""
         best, ref = self.best, self.ref
-        if _real(best) and _real(ref):
+        if finite(best) and finite(ref):
             return (best > ref) - (best < ref)
-        if _real(best) and ref is None and all(_real(v) for v in self.values):
+        if finite(best) and ref is None and all(finite(v) for v in self.values):
             return 1 if best == max(self.values) else -1 if best == min(self.values) else 0
         return 0 if _same(best, ref) else 1
 
@@ -293,13 +288,13 @@ class Facts:
         n = ref.train.get("n") if ref and ref.train else None
         history = ref.history if ref else []
         falling = r.train_loss_still_falling
-        if sum(_real(h.get("train_loss")) for h in history) >= 2:
+        if sum(finite(h.get("train_loss")) for h in history) >= 2:
             falling = LossTrend.from_dict(loss_still_falling(history, threshold=th.falling))
         pl = r.learning_curve.power_law if r.learning_curve else None
         usable = pl is not None and pl.ok and all(finite(x) for x in (
             pl.gain_2x, pl.err_at_n_max, pl.err_2x, pl.b, pl.c)) and pl.n_max is not None
         return cls(r, th, config, train_err, val_err, _finite_or_none(r.test_error),
-                   n if _real(n) else None, target, avoidable, gap, falling,
+                   n if finite(n) else None, target, avoidable, gap, falling,
                    pl if usable else None, CurveReading.of(r.complexity_curve, config))
 
     # --- the other blocks, as read -------------------------------------------------------

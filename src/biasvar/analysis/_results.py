@@ -525,6 +525,6 @@ def save_results(results: Results, run_dir: str | Path) -> Results:
     return r
 
 
-def finite(x: float | None) -> bool:
-    """True for a real, finite number."""
-    return x is not None and math.isfinite(x)
+def finite(x: Any) -> bool:
+    """True for a real, finite number (not a bool, not None, not NaN)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

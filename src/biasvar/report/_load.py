@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..analysis._results import load_results
+from ..analysis._results import finite, load_results
 from ..errors import BiasvarError
 
 if TYPE_CHECKING:
@@ -28,10 +27,7 @@ RUN_FILES = {"config": "config.yaml", "env": "env.json", "history": "history.csv
 def number(x: Any) -> float | None:
     """A value of an untyped run file (metrics.json, history, gallery.json) as a finite float,
     else None (text, booleans, NaN and missing values alike)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+    return float(x) if finite(x) else None
 
 
 def _cell(text: str | None) -> float | int | None:

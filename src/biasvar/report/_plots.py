@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from .._fmt import num, pct
+from ..analysis._results import finite
 
 if TYPE_CHECKING:
     from ..analysis._results import (Band, ClassDecomposition, ComplexityCurve, Decomposition,
@@ -45,10 +46,6 @@ _WIDE = 9.4  # inches: the report's content width at 100 dpi
 def _floats(xs: Sequence[float | None]) -> np.ndarray:
     """Numbers as a float array, None as NaN."""
     return np.array([np.nan if x is None else x for x in xs], dtype=float)
-
-
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
 
 
 def _short(name: Any, n: int = 18) -> str:
@@ -112,21 +109,21 @@ def training_curves(epochs: np.ndarray, columns: Mapping[str, np.ndarray]) -> st
         return y if y.size == epochs.size else np.full(epochs.size, np.nan)
 
     panels = [("loss", "loss (mean NLL)", False), ("accuracy", "accuracy", True)]
-    present = [(k, t, pct) for k, t, pct in panels
+    present = [(k, t, as_pct) for k, t, as_pct in panels
                if any(np.isfinite(col(f"{s}_{k}")).any() for s in ("train", "val"))]
     if not present:
         return None
     with matplotlib.rc_context(_RC):
         fig = _figure(_WIDE, 3.0)
         axes = _subplots(fig, 1, len(present))
-        for ax, (key, title, pct) in zip(axes, present):
+        for ax, (key, title, as_pct) in zip(axes, present):
             for split, label in (("train", "train"), ("val", "validation")):
                 y = col(f"{split}_{key}")
                 if np.isfinite(y).any():
                     ax.plot(epochs, y, marker="o", ms=3, lw=1.6, color=COLORS[split], label=label)
             ax.set_title(title)
             ax.set_xlabel("epoch")
-            if pct:
+            if as_pct:
                 ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
             if epochs.size <= 20:
                 ax.set_xticks(epochs)
@@ -140,7 +137,7 @@ def _power_law_grid(pl: PowerLaw | None, n_min: float) -> tuple[np.ndarray, np.n
     if pl is None or not pl.ok:
         return None
     a, b, c, n_max = pl.a, pl.b, pl.c, pl.n_max
-    if not all(_finite(v) for v in (a, b, c, n_max)) or n_max <= 0 or n_min <= 0:
+    if not all(finite(v) for v in (a, b, c, n_max)) or n_max <= 0 or n_min <= 0:
         return None
     n = np.geomspace(n_min, 10 * n_max, 120)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -171,7 +168,7 @@ def learning_curve(lc: LearningCurve) -> str | None:
                     label="power-law fit a·n$^{-b}$ + c (extrapolated)")
             n_max = float(pl.n_max)
             for k, e in ((2, pl.err_2x), (10, pl.err_10x)):
-                if _finite(e):
+                if finite(e):
                     ax.plot([k * n_max], [e], marker="D", ms=5, color=COLORS["val"],
                             mfc="white", zorder=5)
                     ax.annotate(f"{k}× data: {pct(e)}", (k * n_max, e),
@@ -283,20 +280,20 @@ def _stack(ax: Any, xpos: float, bottom_term: Term, top_term: Term, total_term: 
     """One stacked bar: bottom + top (top may be negative: drawn hatched, downwards) with the
     95% CI of the bottom term at its top and of the total at the stack's top."""
     b, t, tot = bottom_term.value, top_term.value, total_term.value
-    if not _finite(b):
+    if not finite(b):
         return
     ax.bar(xpos, b, width, color=COLORS["bias"], label=labels[0])
-    if _finite(t):
+    if finite(t):
         ax.bar(xpos, t, width, bottom=b, color=COLORS["variance"], label=labels[1],
                hatch="//" if t < 0 else None, edgecolor="white" if t < 0 else None, lw=0)
     for term, dx, label in ((bottom_term, -width / 4, None), (total_term, width / 4, "95% CI")):
         val, (lo, hi) = term.value, term.ci95
-        if not (_finite(val) and _finite(lo) and _finite(hi)):
+        if not (finite(val) and finite(lo) and finite(hi)):
             continue
         yerr = [[max(val - lo, 0.0)], [max(hi - val, 0.0)]]
         ax.errorbar([xpos + dx], [val], yerr=yerr, fmt="none", ecolor=COLORS["total"],
                     capsize=4, lw=1.1, label=label)
-    if _finite(tot):
+    if finite(tot):
         ax.plot([xpos - width / 2, xpos + width / 2], [tot, tot], color=COLORS["total"], lw=1.6,
                 label=labels[2])
 
@@ -321,14 +318,14 @@ def decomposition_overall(dec: Decomposition) -> str | None:
             ticks, names = [0.0], ["one model\n(average of R)"]
             fmt = pct if loss == "zero_one" else num
             e = getattr(ens, ens_key) if ens is not None and ens_key else None
-            if _finite(e):
+            if finite(e):
                 ax.bar(1.0, e, 0.55, color=COLORS["ensemble"], label="ensemble of the R models")
                 ax.annotate(fmt(e), (1.0, e),
                             textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
                 ticks.append(1.0)
                 names.append("ensemble")
             tot = terms[2].value
-            if _finite(tot):
+            if finite(tot):
                 ax.annotate(fmt(tot), (-0.3, tot), textcoords="offset points", xytext=(-3, 0),
                             va="center", ha="right", fontsize=8)
             ax.set_xticks(ticks)
