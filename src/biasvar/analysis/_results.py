@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Union
 from ..errors import BiasvarError
 
 __all__ = ["SCHEMA_VERSION", "ResultsError", "Term", "ZeroOne", "SquaredError", "CrossEntropy",
-           "Ensemble", "ClassDecomposition", "Decomposition", "Band", "PowerLaw",
+           "Ensemble", "ClassDecomposition", "Decomposition", "Band", "PowerLaw", "CurvePoint", "NoiseFloor", "Suspect",
            "LearningCurve", "ComplexityCurve", "Remedy", "Verdict", "TargetError", "LossTrend",
            "EpochsCapped", "Fits", "Reference", "Results", "load_results", "LABELS"]
 
@@ -289,17 +289,47 @@ class PowerLaw(_Record):
     err_10x: float | None = None
     gain_2x: float | None = None
     rmse: float | None = None
+    #: 95 % intervals [lo, hi] of err_2x, err_10x and gain_2x: percentiles of the same fit
+    #: repeated on ``resamples`` resamples of the seeds at each size
+    err_2x_ci: list[float] | None = None
+    err_10x_ci: list[float] | None = None
+    gain_2x_ci: list[float] | None = None
+    resamples: int = 0
+    #: False when the fit is too poor or its asymptote sits at a bound: err_2x/err_10x/gain_2x
+    #: are then None and ``note`` says why
+    extrapolates: bool = True
+
+
+@dataclass(frozen=True)
+class CurvePoint(_Record):
+    """One fit of a learning curve: its size and seed, its errors, and how long it trained
+    (optimizer ``steps``, ``epochs`` over its own images, and whether it ``stopped_early``)."""
+
+    size: int
+    seed: int
+    train_error: float
+    val_error: float
+    steps: int
+    epochs: int
+    stopped_early: bool = False
+    fit: str = ""
 
 
 @dataclass(frozen=True)
 class LearningCurve(_Record):
-    """Train and validation error against the training-set size (nested stratified subsets)."""
+    """Train and validation error against the training-set size (nested stratified subsets).
+
+    ``train_error``/``val_error`` summarise the fits at each size (their seeds may differ in
+    number from size to size); ``points`` lists every fit with its optimizer steps; ``policy``
+    says how the optimisation was held fixed across sizes."""
 
     sizes: list[int]
     seeds: list[int]
     train_error: Band
     val_error: Band
     power_law: PowerLaw | None = None
+    points: list[CurvePoint] = field(default_factory=list)
+    policy: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -349,6 +379,37 @@ class Verdict(_Record):
 
 
 # ------------------------------------------------------------------------------ the run
+
+@dataclass(frozen=True)
+class Suspect(_Record):
+    """A training image whose label is likely wrong: its row in the training split, its file
+    (custom data) and the given and predicted class; ``quality`` is cleanlab's label quality
+    score (lower: more likely mislabelled)."""
+
+    row: int
+    given: str
+    predicted: str
+    quality: float
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class NoiseFloor(_Record):
+    """The label-noise rate of the training labels, estimated by confident learning from
+    out-of-sample predicted probabilities (each image scored by models that did not train on
+    it), with a 95 % interval (``interval`` says over what); ``suspects`` are the images most
+    likely mislabelled, best first (all of them in ``csv``, a file next to results.json)."""
+
+    rate: float
+    lo: float
+    hi: float
+    n: int
+    method: str = ""
+    interval: str = ""
+    n_issues: int | None = None
+    suspects: list[Suspect] = field(default_factory=list)
+    csv: str | None = None
+
 
 @dataclass(frozen=True)
 class TargetError(_Record):
@@ -437,6 +498,7 @@ class Results(_Record):
     learning_curve: LearningCurve | None = _omit()
     complexity_curve: ComplexityCurve | None = _omit()
     decomposition: Decomposition | None = _omit()
+    noise_floor: NoiseFloor | None = _omit()
     verdict: Verdict | None = _omit()
     fits: Fits | None = _omit()
     environment: dict[str, Any] | None = _omit()
