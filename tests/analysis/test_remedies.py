@@ -41,12 +41,13 @@ FALLING = [0.8 * 0.8 ** i for i in range(10)]
 FLAT = [0.3] * 10
 
 
-def _learning_curve(gain_2x: float, err: float = 0.08) -> dict:
+def _learning_curve(gain_2x: float, err: float = 0.08, **power_law) -> dict:
     return {"sizes": [6000, 12000, 24000, 54000], "seeds": [0, 1],
             "train_error": _band([0.01, 0.01, 0.01, 0.01]),
             "val_error": _band([0.12, 0.10, 0.09, err]),
             "power_law": {"ok": True, "a": 2.0, "b": 0.5, "c": 0.05, "n_max": 54000,
-                          "err_at_n_max": err, "err_2x": err - gain_2x, "gain_2x": gain_2x}}
+                          "err_at_n_max": err, "err_2x": err - gain_2x, "gain_2x": gain_2x,
+                          **power_law}}
 
 
 def _decomposition(loss: float, bias: float, ens_error: float | None, *, ce_risk: float = 0.3,
@@ -155,8 +156,8 @@ def test_curve_best_width_above_the_configured_one_yields_wider_model(configured
     r = _results(0.05, 0.10, config={"width": configured},
                  complexity_curve=_curve("width", values, [0.06, 0.05, 0.03], val,
                                          best_value=64))
-    wider = remedies(r)[0]
-    assert wider.name == "wider_model" and wider.addresses == "bias"
+    wider = _by_name(remedies(r))["wider_model"]  # the verdict is high variance: listed after
+    assert wider.addresses == "bias"
     assert wider.action == "--width 64"
     assert wider.predicted_gain == pytest.approx(val[values.index(configured)] - 0.095)
     assert f"at the current {configured}" in wider.evidence
@@ -232,13 +233,98 @@ def test_balanced_near_target_offers_two_small_remedies_of_the_larger_side():
 
 
 def test_measure_hint_names_the_width_sweep_around_the_configured_width():
+    # an unmeasured first remedy ranked above a measured one says how to measure it
     width = 32
     r = _results(0.09, 0.10, learning_curve=_learning_curve(0.01), config={"width": width})
     first = remedies(r)[0]
-    assert first.name == "more_data" and first.addresses == "variance"
+    assert first.name == "wider_model" and first.predicted_gain is None
     sweep = f"{width // 2},{width},{2 * width}"
-    assert (f"(`biasvar curve complexity --param width --values {sweep}` measures the first, "
-            "wider model)") in first.evidence
+    assert (f"its gain is not measured: `biasvar curve complexity --param width --values "
+            f"{sweep}` measures it") in first.evidence
+    # with nothing measured after it, nothing needs saying
+    assert "not measured" not in remedies(_results(0.09, 0.10, config={"width": width}))[0].evidence
+
+
+# ----------------------------------------------------------------------------- the verdict's side
+
+def test_high_bias_puts_bias_remedies_first_and_labels_measured_variance_gains():
+    # the Fashion-MNIST run: high bias, and the learning curve predicts 1.3 points from 2× data
+    r = _results(0.09, 0.10, learning_curve=_learning_curve(0.013))
+    rs = remedies(r)
+    assert Facts.of(r, Thresholds()).label == "high_bias"
+    assert rs[0].addresses == "bias" and rs[0].predicted_gain is None
+    sides = [x.addresses for x in rs]
+    assert sides == sorted(sides)  # every bias remedy, then the variance ones
+    more = rs[-1]
+    assert more.name == "more_data" and more.predicted_gain == pytest.approx(0.013)
+    assert more.evidence.startswith("(addresses variance; measured, though the verdict is high "
+                                    "bias)")
+    assert not any("though the verdict" in x.evidence for x in rs if x.addresses == "bias")
+    # unmeasured variance remedies are not offered under a high-bias verdict
+    assert {x.name for x in rs if x.addresses == "variance"} == {"more_data"}
+
+
+def test_high_variance_puts_variance_remedies_first_and_labels_measured_bias_gains():
+    # a complexity curve measures 3 points from a wider model, the largest gain here
+    r = _results(0.05, 0.10, config={"width": 32}, learning_curve=_learning_curve(0.005),
+                 complexity_curve=_curve("width", [16, 32, 64], [0.06, 0.05, 0.03],
+                                         [0.13, 0.12, 0.09]))
+    rs = remedies(r)
+    assert Facts.of(r, Thresholds()).label == "high_variance"
+    assert (rs[0].name, rs[0].addresses) == ("more_data", "variance")  # the measured one first
+    assert [x.addresses for x in rs[:-1]] == ["variance"] * (len(rs) - 1)
+    wider = rs[-1]
+    assert wider.name == "wider_model" and wider.predicted_gain == pytest.approx(0.03)
+    assert wider.evidence.startswith("(addresses bias; measured, though the verdict is high "
+                                     "variance)")
+
+
+def test_both_and_balanced_rank_by_predicted_gain():
+    blocks = {"learning_curve": _learning_curve(0.004),
+              "decomposition": _decomposition(0.14, 0.11, 0.13),
+              "config": {"width": 32},
+              "complexity_curve": _curve("width", [16, 32, 64], [0.1, 0.09, 0.07],
+                                         [0.15, 0.14, 0.12])}
+    both = remedies(_results(0.10, 0.14, **blocks))  # bias 6.3 points, gap 4 points
+    assert [(x.name, x.predicted_gain) for x in both[:3]] == [
+        ("wider_model", pytest.approx(0.02)), ("ensemble", pytest.approx(0.01)),
+        ("more_data", pytest.approx(0.004))]
+    rest = both[3:]
+    assert all(x.predicted_gain is None for x in rest) and {x.addresses for x in rest} == {
+        "bias", "variance"}
+    # unmeasured: the existing order, bias first here (6.3/2 exceeds 4/2), a fixed order within
+    assert [x.addresses for x in rest] == sorted(x.addresses for x in rest)
+    assert not any("though the verdict" in x.evidence for x in both)
+    near = _results(TARGET + 0.01, TARGET + 0.015, learning_curve=_learning_curve(0.004),
+                    decomposition=_decomposition(0.06, 0.05, 0.054))
+    assert Facts.of(near, Thresholds()).label == "balanced"
+    assert [x.name for x in remedies(near)] == ["ensemble", "more_data"]  # 0.6, then 0.4 points
+
+
+# ----------------------------------------------------------------------------- more data's gain
+
+def test_more_data_quotes_no_gain_from_a_power_law_that_does_not_extrapolate():
+    note = ("not extrapolated: the fitted floor c (the error with unlimited data) is 2.2e-07, "
+            "pinned at 0, the lowest value the fit allows")
+    lc = _learning_curve(0.013)
+    lc["power_law"] |= {"extrapolates": False, "err_2x": None, "gain_2x": None, "note": note}
+    more = _by_name(remedies(_results(0.04, 0.09, learning_curve=lc)))["more_data"]
+    assert more.predicted_gain is None
+    assert f"the learning curve predicts no gain: its power law is {note}" in more.evidence
+    assert "predicts validation error" not in more.evidence
+    # a fit stored before the refusal rules, its floor at 0: no gain quoted either
+    old = _learning_curve(0.013, c=2.24e-07)
+    more = _by_name(remedies(_results(0.04, 0.09, learning_curve=old)))["more_data"]
+    assert more.predicted_gain is None and "pinned at 0" in more.evidence
+
+
+def test_more_data_quotes_the_power_laws_interval():
+    lc = _learning_curve(0.013, gain_2x_ci=[0.006, 0.021], resamples=200)
+    more = _by_name(remedies(_results(0.04, 0.09, learning_curve=lc)))["more_data"]
+    assert more.predicted_gain == pytest.approx(0.013)
+    assert "predicted gain 1.3 points [0.6, 2.1]" in more.evidence
+    plain = _by_name(remedies(_results(0.04, 0.09, learning_curve=_learning_curve(0.013))))
+    assert plain["more_data"].evidence.endswith("predicted gain 1.3 points")
 
 
 def test_every_remedy_cites_the_knob_tables_reason():

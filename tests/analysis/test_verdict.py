@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from biasvar.analysis.curvefit import fit_power_law, summarize
+from biasvar.analysis.curvefit import fit_power_law, power_law, summarize
 from biasvar.analysis.targets import KNOWN_TARGETS, target_error
 from biasvar.analysis._results import Verdict
 from biasvar.analysis.verdict import LABELS, Thresholds, verdict
@@ -263,7 +263,13 @@ def test_complexity_curve_direction(val_errors, ref, expect_name, expect_side):
     assert rem[expect_name].addresses == expect_side
     assert rem[expect_name].action == f"--width {best}"
     assert rem[expect_name].predicted_gain == pytest.approx(0.10 - min(val_errors))
-    assert v.remedies[0].name == expect_name  # the only measured gain
+    assert v.label == "high_variance"
+    if expect_side == "variance":
+        assert v.remedies[0].name == expect_name  # the only measured gain on the flagged side
+    else:  # the other side's measured gain follows the variance remedies, labelled
+        assert v.remedies[-1].name == expect_name
+        assert rem[expect_name].evidence.startswith("(addresses bias; measured, though the "
+                                                    "verdict is high variance)")
     assert any("chosen on validation" in c for c in v.caveats)
 
 
@@ -341,8 +347,12 @@ def test_caveats_name_what_cannot_be_separated():
                                    "val_error": summarize(np.array([[.2], [.15], [.12]])),
                                    "power_law": fit_power_law([1000, 2000, 4000],
                                                               [.2, .15, .12])})
-    text = " ".join(verdict(few).caveats)
-    assert "only 3 sizes" in text and "one seed" in text
+    v = verdict(few)
+    text = " ".join(v.caveats)
+    assert "power law is not extrapolated: only 3 distinct training-set sizes" in text
+    assert "one seed" in text
+    assert any("its power law is not extrapolated" in e for e in v.evidence)
+    assert all(r.predicted_gain is None for r in v.remedies)
     bad = _results(train=0.05, val=0.09, learning_curve={
         "sizes": [1000, 2000], "seeds": [0], "train_error": summarize(np.zeros((2, 1))),
         "val_error": summarize(np.array([[.2], [.15]])),
@@ -424,23 +434,24 @@ def test_target_override_and_errors():
             target_error("mnist", override=bad)
 
 
-def test_a_measured_remedy_for_the_other_side_says_why_it_ranks_first():
+def test_remedies_follow_the_side_the_verdict_flags():
     # high bias only (gap 1 point), but the learning curve measures a gain from more data
     res = _results(train=0.09, val=0.10, learning_curve=_learning_curve(2.0, 0.5, 0.05),
                    config={"width": 32, "epochs": 10, "lr": 0.002})
     v = verdict(res)
     assert v.label == "high_bias"
     first, *rest = v.remedies
-    assert first.name == "more_data" and first.addresses == "variance"
-    assert "ranked above the bias remedies because its gain is measured" in first.evidence
-    nxt = next(r for r in rest if r.addresses == "bias")
-    assert nxt.predicted_gain is None
-    param = {"wider_model": "width", "train_longer": "epochs"}[nxt.name]
-    assert f"--param {param}" in first.evidence
-    assert not any("ranked above" in r.evidence for r in rest)
-    # when the flagged side's remedies are measured too, nothing needs explaining
+    assert first.addresses == "bias" and first.predicted_gain is None
+    param = {"wider_model": "width", "train_longer": "epochs"}[first.name]
+    assert f"--param {param}" in first.evidence  # how to measure it
+    more = v.remedies[-1]
+    assert more.name == "more_data" and more.addresses == "variance"
+    assert more.predicted_gain == pytest.approx(res["learning_curve"]["power_law"]["gain_2x"])
+    assert "(addresses variance; measured, though the verdict is high bias)" in more.evidence
+    # when both sides are flagged, measured gains lead and nothing is labelled
     both = verdict(_results(train=0.10, val=0.14, learning_curve=_learning_curve(2.0, 0.5, 0.05)))
-    assert not any("ranked above" in r.evidence for r in both.remedies)
+    assert both.remedies[0].name == "more_data"
+    assert not any("though the verdict" in r.evidence for r in both.remedies)
 
 
 def test_train_longer_points_at_the_configured_epochs_when_the_profile_capped_them():
@@ -456,4 +467,77 @@ def test_train_longer_points_at_the_configured_epochs_when_the_profile_capped_th
     # the command that would measure it sweeps around the configured budget
     res["learning_curve"] = _learning_curve(2.0, 0.5, 0.05)
     first = verdict(res).remedies[0]
-    assert first.name == "more_data" and "--param epochs --values 5,10,20" in first.evidence
+    assert first.name == "train_longer" and "--param epochs --values 5,10,20" in first.evidence
+
+
+def _curve_from_runs(sizes: list[int], runs: list[list[float]]) -> dict:
+    """A learning curve block with ragged seeds and the power law of ``power_law``."""
+    means = [float(np.mean(r)) for r in runs]
+    band = {"mean": means, "lo": means, "hi": means, "values": runs}
+    return {"sizes": sizes, "seeds": [0, 1, 2], "train_error": band, "val_error": band,
+            "power_law": power_law(sizes, runs, n_max=max(sizes))}
+
+
+def test_learning_curve_evidence_quotes_the_interval_or_the_refusal():
+    sizes = [3000, 6000, 12000, 24000, 54000]
+    rng = np.random.default_rng(0)
+    runs = [list(2.0 * n ** -0.5 + 0.05 + rng.normal(0, 0.001, k))
+            for n, k in zip(sizes, [3, 2, 3, 1, 3])]
+    res = _results(train=0.04, val=0.09, learning_curve=_curve_from_runs(sizes, runs))
+    pl = res["learning_curve"]["power_law"]
+    assert pl["extrapolates"] and pl["gain_2x_ci"] is not None
+    v = verdict(res)
+    lo, hi = pl["gain_2x_ci"]
+    quoted = f"{100 * pl['gain_2x']:.1f} points [{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert any(e.startswith("learning curve") and quoted in e for e in v.evidence)
+    more = {r.name: r for r in v.remedies}["more_data"]
+    assert f"predicted gain {quoted}" in more.evidence
+    # the issue's curve: a floor pinned at 0 — no gain anywhere, the reason in the notes
+    pinned = [[e - 0.001, e + 0.001] for e in 1.41 * np.array(sizes, float) ** -0.266 + 2.24e-7]
+    v = verdict(_results(train=0.04, val=0.09, learning_curve=_curve_from_runs(sizes, pinned)))
+    assert any("its power law is not extrapolated" in e for e in v.evidence)
+    assert any("power law is not extrapolated: the fitted floor c" in c and "pinned at 0" in c
+               for c in v.caveats)
+    more = {r.name: r for r in v.remedies}["more_data"]
+    assert more.predicted_gain is None and "pinned at 0" in more.evidence
+
+
+# ----------------------------------------------------------------------------- console summary
+
+def test_console_shows_intervals_refusals_noise_floor_and_steps():
+    from biasvar.analysis._console import format_results
+    from biasvar.analysis._results import Results
+
+    sizes = [3000, 6000, 12000, 24000, 54000]
+    rng = np.random.default_rng(0)
+    runs = [list(2.0 * n ** -0.5 + 0.05 + rng.normal(0, 0.001, 3)) for n in sizes]
+    lc = _curve_from_runs(sizes, runs)
+    lc["points"] = [{"size": n, "seed": s, "train_error": 0.01, "val_error": v,
+                     "steps": 4000 + 10 * s * (n < 54000), "epochs": 3}
+                    for n, r in zip(sizes, runs) for s, v in enumerate(r)]
+    lc["policy"] = "the full-size fit's budget in steps"
+    res = _results(train=0.04, val=0.09, learning_curve=lc,
+                   noise_floor={"rate": 0.023, "lo": 0.019, "hi": 0.028, "n": 54000,
+                                "method": "confident learning", "n_issues": 1242})
+    r = Results.from_dict(res)
+    text = format_results(r.replace(verdict=verdict(r)))
+    pl = lc["power_law"]
+    lo, hi = pl["gain_2x_ci"]
+    ci = f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    assert f"gain at 2× {100 * pl['gain_2x']:.1f} points {ci}" in text
+    assert "(95% intervals over 200 resamples of the seeds)" in text
+    assert f"(predicted gain {100 * pl['gain_2x']:.1f} points {ci})" in text  # more data
+    assert ("label noise (estimated by confident learning): 2.3% of 54,000 training labels, "
+            "95% interval [1.9%, 2.8%]; 1,242 images flagged") in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.split() and line.split()[0].isdigit() and len(line.split()) == 5}
+    assert rows["3000"][1:3] == ["3", "4,000–4,020"] and rows["54000"][1:3] == ["3", "4,000"]
+    assert "optimizer steps per point: the full-size fit's budget in steps" in text
+    # a refused power law: the reason, no 2× figure, no predicted gain for more data
+    pinned = [[e - 0.001, e + 0.001] for e in 1.41 * np.array(sizes, float) ** -0.266 + 2.24e-7]
+    r = Results.from_dict(_results(train=0.04, val=0.09,
+                                   learning_curve=_curve_from_runs(sizes, pinned)))
+    text = format_results(r.replace(verdict=verdict(r)))
+    line = next(x for x in text.splitlines() if x.startswith("power law:"))
+    assert "not extrapolated: the fitted floor c" in line and "at 2× data" not in line
+    assert "predicted gain" not in text

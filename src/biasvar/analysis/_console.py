@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 from .._fmt import pct
 
 if TYPE_CHECKING:
-    from ._results import Decomposition, Results, Term
+    from ._results import CurvePoint, Decomposition, NoiseFloor, PowerLaw, Remedy, Results, Term
 
-__all__ = ["format_results", "format_decomposition", "format_verdict"]
+__all__ = ["format_results", "format_decomposition", "format_verdict", "format_power_law",
+           "format_noise_floor"]
 
 
 def _pct(v: float | None) -> str:
@@ -39,17 +40,60 @@ def format_decomposition(dec: Decomposition) -> list[str]:
     return lines
 
 
+def _ci(ci: list[float] | None) -> str:
+    """`` [6.5, 7.6]``: a 95 % interval of an error or a gain, in percent / points."""
+    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci and len(ci) == 2 else ""
+
+
+def _steps(points: list[CurvePoint], size: int) -> tuple[str, str]:
+    """(fits, optimizer steps) of the learning-curve points at ``size``; steps as a range when
+    the fits differ."""
+    steps = [p.steps for p in points if p.size == size]
+    if not steps:
+        return "", ""
+    lo, hi = min(steps), max(steps)
+    return str(len(steps)), f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+
+
+def format_power_law(pl: PowerLaw) -> str:
+    """One line: the fit, and its extrapolation with 95 % intervals — or why there is none."""
+    if not pl.ok:
+        return f"power law: no fit ({pl.note})" if pl.note else "power law: no fit"
+    from .curvefit import bound_note
+
+    line = f"power law: err(n) ≈ {pl.a:.3g}·n^-{pl.b:.3g} + {pl.c:.3g}"
+    refused = bound_note(pl.b, pl.c)  # also catches a fit stored before the refusal rules
+    if pl.extrapolates and pl.err_2x is not None and refused is None:
+        line += (f"; at 2× data {_pct(pl.err_2x).strip()}{_ci(pl.err_2x_ci)}, at 10× "
+                 f"{_pct(pl.err_10x).strip()}{_ci(pl.err_10x_ci)}")
+        if pl.gain_2x is not None:
+            line += f"; gain at 2× {100 * pl.gain_2x:.1f} points{_ci(pl.gain_2x_ci)}"
+        if pl.gain_2x_ci:
+            line += f" (95% intervals over {pl.resamples} resamples of the seeds)"
+        return line
+    why = pl.note.split(". Fit: ")[0] if pl.note and not refused else f"not extrapolated: {refused}"
+    return f"{line}; {why or 'not extrapolated'}"
+
+
 def _curves(r: Results) -> list[str]:
     lines: list[str] = []
     lc = r.learning_curve
     if lc is not None:
-        lines += ["", f"{'n_train':>8} {'train err':>10} {'val err':>10}"]
-        lines += [f"{n:>8} {_pct(lc.train_error.mean[i]):>10} {_pct(lc.val_error.mean[i]):>10}"
-                  for i, n in enumerate(lc.sizes)]
-        pl = lc.power_law
-        if pl is not None and pl.ok:
-            lines.append(f"power law: err(n) ≈ {pl.a:.3g}·n^-{pl.b:.3g} + {pl.c:.3g}; at 2× "
-                         f"data {_pct(pl.err_2x)}, at 10× {_pct(pl.err_10x)}")
+        if lc.points:
+            lines += ["", f"{'n_train':>8} {'fits':>5} {'steps':>13} {'train err':>10} "
+                      f"{'val err':>10}"]
+            for i, n in enumerate(lc.sizes):
+                fits, steps = _steps(lc.points, n)
+                lines.append(f"{n:>8} {fits:>5} {steps:>13} {_pct(lc.train_error.mean[i]):>10} "
+                             f"{_pct(lc.val_error.mean[i]):>10}")
+            if lc.policy:
+                lines.append(f"optimizer steps per point: {lc.policy}")
+        else:
+            lines += ["", f"{'n_train':>8} {'train err':>10} {'val err':>10}"]
+            lines += [f"{n:>8} {_pct(lc.train_error.mean[i]):>10} "
+                      f"{_pct(lc.val_error.mean[i]):>10}" for i, n in enumerate(lc.sizes)]
+        if lc.power_law is not None:
+            lines.append(format_power_law(lc.power_law))
     cc = r.complexity_curve
     if cc is not None:
         lines += ["", f"{cc.param:>14} {'train err':>10} {'val err':>10}"]
@@ -57,6 +101,24 @@ def _curves(r: Results) -> list[str]:
                   f"{_pct(cc.val_error.mean[i]):>10}" for i, v in enumerate(cc.values)]
         lines.append(f"lowest validation error at {cc.param} = {cc.best_value}")
     return lines
+
+
+def _gain_ci(r: Results, rem: Remedy) -> list[float] | None:
+    """The 95 % interval of a remedy's predicted gain: more data's, from the power law."""
+    pl = r.learning_curve.power_law if r.learning_curve is not None else None
+    if (rem.name == "more_data" and pl is not None and pl.gain_2x_ci
+            and pl.gain_2x is not None and rem.predicted_gain == pl.gain_2x):
+        return pl.gain_2x_ci
+    return None
+
+
+def format_noise_floor(nf: NoiseFloor) -> str:
+    """One line: the estimated label-noise rate of the training labels and its interval."""
+    how = f" by {nf.method}" if nf.method else ""
+    over = f" ({nf.interval})" if nf.interval else ""
+    flagged = f"; {nf.n_issues:,} images flagged" if nf.n_issues is not None else ""
+    return (f"label noise (estimated{how}): {pct(nf.rate)} of {nf.n:,} training labels, 95% "
+            f"interval [{pct(nf.lo)}, {pct(nf.hi)}]{over}{flagged}")
 
 
 def format_verdict(r: Results) -> list[str]:
@@ -68,8 +130,8 @@ def format_verdict(r: Results) -> list[str]:
     if v.remedies:
         lines.append("Remedies, best first:")
         for rem in v.remedies:
-            gain = (f" (predicted gain {100 * rem.predicted_gain:.1f} points)"
-                    if rem.predicted_gain is not None else "")
+            gain = (f" (predicted gain {100 * rem.predicted_gain:.1f} points"
+                    f"{_ci(_gain_ci(r, rem))})" if rem.predicted_gain is not None else "")
             lines += [f"  {rem.rank}. {rem.action}{gain}", f"     {rem.evidence}"]
     lines += [f"  note: {c}" for c in v.caveats]
     return lines
@@ -86,6 +148,8 @@ def format_results(r: Results, *, verbose: bool = True) -> str:
         if r.avoidable_bias is not None and r.variance_gap is not None:
             lines.append(f"avoidable bias {100 * r.avoidable_bias:.1f} points, variance gap "
                          f"{100 * r.variance_gap:.1f} points")
+    if r.noise_floor is not None:
+        lines.append(format_noise_floor(r.noise_floor))
     if verbose and r.decomposition is not None:
         lines += [""] + format_decomposition(r.decomposition)
     if verbose:

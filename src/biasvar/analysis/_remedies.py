@@ -7,11 +7,16 @@ does both for one :class:`Results`. What each remedy is — the side it addresse
 the knob whose complexity curve measures it — comes from the knob table (:mod:`biasvar.knobs`);
 this module holds only the rules: when a remedy is offered, its action, and the ranking.
 
-Ranking: first the remedies with a measured predicted gain >= ``min_gain`` (largest first: more
-data from the learning curve's power law, ensembling from the decomposition, a better
-width/depth/... from the complexity curve); then the unmeasured ones, by how far the side they
-address exceeds its threshold, in a fixed order within a side; last those whose measured gain is
-below ``min_gain``.
+Ranking. Remedies follow the side the verdict flags: under ``high_bias`` (``high_variance``)
+the bias (variance) remedies come first, then the other side's remedies that were measured to
+help, each saying so ("addresses variance; measured, though the verdict is high bias"). Within
+those groups, and over all remedies when the verdict is ``both`` or ``balanced``: first those
+with a measured predicted gain >= ``min_gain``, largest first (more data from the learning
+curve's power law, ensembling from the decomposition, a better width/depth/... from the
+complexity curve); then the unmeasured ones, by how far the side they address exceeds its
+threshold, in a fixed order within a side; last those whose measured gain is below ``min_gain``.
+More data quotes the power law's gain only when the power law extrapolates (with its 95 %
+interval when it has one); otherwise it quotes why the power law does not.
 
 >>> rs = remedies(Results.from_dict({"reference": {"train": {"error": 0.09},
 ...                                                "val": {"error": 0.10}},
@@ -31,9 +36,10 @@ from ..errors import ConfigError, suggest
 from ..knobs import KNOBS, REMEDIES
 from ._results import (ComplexityCurve, Decomposition, EpochsCapped, LossTrend, PowerLaw,
                        Remedy, Results, TargetError, finite)
-from .curvefit import RELATIVE_DROP, loss_still_falling
+from .curvefit import RELATIVE_DROP, bound_note, loss_still_falling
 
-__all__ = ["Thresholds", "Facts", "CurveReading", "rank", "remedies", "measure_hint"]
+__all__ = ["Thresholds", "Facts", "CurveReading", "rank", "remedies", "measure_hint",
+           "gain_text"]
 
 # Allowed range of each threshold: (low, high, low inclusive?); high is inclusive.
 _THRESHOLD_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -147,6 +153,15 @@ def _finite_or_none(x: float | None) -> float | None:
     return x if finite(x) else None
 
 
+def gain_text(gain: float, ci: list[float] | tuple[float, float] | None = None) -> str:
+    """A predicted gain in points with its 95 % interval when there is one:
+    ``1.3 points [0.6, 2.1]``."""
+    text = pts(gain, signed=False)
+    if ci is not None and len(ci) == 2 and all(finite(v) for v in ci):
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return text
+
+
 def measure_hint(name: str, config: dict[str, Any]) -> str | None:
     """The command that would measure a remedy's gain (from the knob table), or None."""
     return REMEDIES.get(name).measure_command(config) if name in REMEDIES else None
@@ -252,8 +267,9 @@ class Facts:
         gap: variance gap (stored, else validation error − train error).
         falling: was the training loss still falling — recomputed from the history (so the
             ``falling`` threshold applies) when it has two losses, else the stored judgement.
-        power_law: the learning curve's power-law fit when it is usable (ok, with every figure
-            the rules cite), else None.
+        power_law: the learning curve's power-law fit when it may be extrapolated (ok,
+            ``extrapolates``, every figure the rules cite, and b and c off the bounds of the
+            fit — a check that also catches fits stored before the refusal rules), else None.
         curve: the complexity curve's reading, or None.
     """
 
@@ -291,8 +307,9 @@ class Facts:
         if sum(finite(h.get("train_loss")) for h in history) >= 2:
             falling = LossTrend.from_dict(loss_still_falling(history, threshold=th.falling))
         pl = r.learning_curve.power_law if r.learning_curve else None
-        usable = pl is not None and pl.ok and all(finite(x) for x in (
+        usable = (pl is not None and pl.ok and pl.extrapolates and all(finite(x) for x in (
             pl.gain_2x, pl.err_at_n_max, pl.err_2x, pl.b, pl.c)) and pl.n_max is not None
+            and bound_note(pl.b, pl.c) is None)
         return cls(r, th, config, train_err, val_err, _finite_or_none(r.test_error),
                    n if finite(n) else None, target, avoidable, gap, falling,
                    pl if usable else None, CurveReading.of(r.complexity_curve, config))
@@ -306,6 +323,21 @@ class Facts:
     def capped(self) -> EpochsCapped | None:
         """A diagnose profile that trained fewer epochs than configured."""
         return self.results.epochs_capped
+
+    @property
+    def power_law_note(self) -> str | None:
+        """Why the learning curve's power law gives no prediction (None: it gives one, or there
+        is no learning curve)."""
+        lc = self.results.learning_curve
+        if lc is None or self.power_law is not None:
+            return None
+        pl = lc.power_law
+        if pl is None:
+            return "no power-law fit stored"
+        if pl.ok and pl.extrapolates:  # a fit stored before the refusal rules, or incomplete
+            why = bound_note(pl.b, pl.c) if finite(pl.b) and finite(pl.c) else None
+            return f"not extrapolated: {why or 'its stored figures are incomplete'}"
+        return pl.note or ("not extrapolated" if pl.ok else "the power-law fit failed")
 
     @property
     def still_falling(self) -> bool | None:
@@ -469,11 +501,16 @@ def _variance_candidates(f: Facts, add: _Add) -> None:
     n_sub = cfg.get("train_subset")
     more_action = (f"--train-subset {int(2 * n_sub)}" if n_sub
                    else "collect more labelled images (2× the training set)")
-    pl = f.power_law
+    pl, refused = f.power_law, f.power_law_note
     if pl is not None:
         add("more_data", more_action,
             f"{why}: {_why('more_data')}; the learning curve's power law predicts validation "
-            f"error {pct(pl.err_at_n_max)} → {pct(pl.err_2x)} at 2× data", pl.gain_2x)
+            f"error {pct(pl.err_at_n_max)} → {pct(pl.err_2x)} at 2× data: predicted gain "
+            f"{gain_text(pl.gain_2x, pl.gain_2x_ci)}", pl.gain_2x)
+    elif refused is not None:
+        add("more_data", more_action,
+            f"{why}: {_why('more_data')}; the learning curve predicts no gain: its power law is "
+            f"{refused}")
     else:
         add("more_data", more_action,
             f"{why}: {_why('more_data')}; run {measure_hint('more_data', cfg)} to predict the "
@@ -528,23 +565,27 @@ def _curve_candidate(f: Facts, add: _Add) -> str | None:
     return name
 
 
-def _explain_measured_first(chosen: list[_Candidate], flagged: set[str],
-                            cfg: dict[str, Any]) -> None:
-    """A measured remedy for a side the verdict did not flag, ranked above the flagged side's
-    unmeasured remedies, says why — and how to measure the first of those."""
-    for i, c in enumerate(chosen):
-        if c.gain is None or c.addresses in flagged:
-            continue
-        later = [d for d in chosen[i + 1:] if d.addresses in flagged and d.gain is None]
-        if not later:
-            return
-        first = later[0]
-        hint = measure_hint(first.name, cfg)
-        c.evidence += (f"; ranked above the {first.addresses} remedies because its gain is "
-                       "measured and theirs are not"
-                       + (f" ({hint} measures the first, {first.name.replace('_', ' ')})"
-                          if hint else ""))
+def _label_other_side(chosen: list[_Candidate], flagged: str | None) -> None:
+    """Under a one-sided verdict, say on each remedy for the other side that it addresses that
+    side, and why it is listed at all (measured, or pointed to by the complexity curve)."""
+    if flagged is None:
         return
+    for c in chosen:
+        if c.addresses != flagged:
+            why = ("measured" if c.gain is not None else "the complexity curve points to it")
+            c.evidence = (f"(addresses {c.addresses}; {why}, though the verdict is high "
+                          f"{flagged}) {c.evidence}")
+
+
+def _hint_first(chosen: list[_Candidate], cfg: dict[str, Any]) -> None:
+    """The first remedy, when its gain is not measured but a later one's is, names the command
+    that would measure it: ranking by the verdict's side put it above a measured gain."""
+    if not chosen or chosen[0].gain is not None or all(c.gain is None for c in chosen[1:]):
+        return
+    first = chosen[0]
+    hint = measure_hint(first.name, cfg)
+    if hint and hint not in first.evidence:
+        first.evidence += f"; its gain is not measured: {hint} measures it"
 
 
 def rank(f: Facts) -> list[Remedy]:
@@ -583,19 +624,21 @@ def rank(f: Facts) -> list[Remedy]:
 
     order = _BIAS_ORDER_FALLING if falling else _BIAS_ORDER
     prio = {n: i for i, n in enumerate(order)} | {n: i for i, n in enumerate(_VAR_ORDER)}
+    # the side a one-sided verdict flags goes first; both / balanced rank all by gain
+    flagged = {"high_bias": "bias", "high_variance": "variance"}.get(label)
 
     def key(c: _Candidate) -> tuple:
         p = prio.get(c.name, len(prio))
+        side = 0 if flagged is None or c.addresses == flagged else 1
         if c.gain is not None and c.gain >= th.min_gain:
-            return (0, -c.gain, 0.0, p)
+            return (side, 0, -c.gain, 0.0, p)
         if c.gain is None:
-            return (1, 0.0, -strength[c.addresses], p)
-        return (2, -c.gain, 0.0, p)
+            return (side, 1, 0.0, -strength[c.addresses], p)
+        return (side, 2, -c.gain, 0.0, p)
 
     chosen.sort(key=key)
-    hint_cfg = {**f.config, "epochs": f.capped.configured} if f.capped else f.config
-    flagged = {s for s, high in (("bias", f.bias_high), ("variance", f.variance_high)) if high}
-    _explain_measured_first(chosen, flagged, hint_cfg)
+    _label_other_side(chosen, flagged)
+    _hint_first(chosen, {**f.config, "epochs": f.capped.configured} if f.capped else f.config)
     return [Remedy(rank=i + 1, name=c.name, action=c.action, addresses=c.addresses,
                    evidence=c.evidence, predicted_gain=c.gain)
             for i, c in enumerate(chosen)]

@@ -16,11 +16,16 @@ Rules (fractions of error, "points" = percentage points):
   or of the cross-entropy risk in variance.
 * **both** / **balanced** accordingly; balanced still lists remedies with a measured gain.
 
-Remedies are ranked (the rules: :mod:`._remedies`; what each remedy is: :mod:`biasvar.knobs`):
-first those with a measured predicted gain >= ``min_gain`` (largest gain first: more data from
-the learning curve's power law, ensembling from the decomposition, a better width/depth/... from
-the complexity curve); then the unmeasured ones, by how far the side they address exceeds its
-threshold, in a fixed order within a side; last those whose measured gain is below ``min_gain``.
+Remedies are ranked (the rules: :mod:`._remedies`; what each remedy is: :mod:`biasvar.knobs`).
+They follow the side the verdict flags: under high bias the bias remedies come first, under high
+variance the variance remedies; the other side's remedies that were measured to help follow,
+each labelled as addressing the other side. Within each side — and over all remedies when the
+verdict is both or balanced — first those with a measured predicted gain >= ``min_gain``
+(largest gain first: more data from the learning curve's power law, ensembling from the
+decomposition, a better width/depth/... from the complexity curve); then the unmeasured ones,
+by how far the side they address exceeds its threshold, in a fixed order within a side; last
+those whose measured gain is below ``min_gain``. A power law that refuses to extrapolate
+(:func:`~.curvefit.power_law`) predicts no gain; the verdict says why.
 
 Example::
 
@@ -39,7 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._fmt import fmt_value, pct, pts
-from ._remedies import Facts, Thresholds, rank
+from ._remedies import Facts, Thresholds, gain_text, rank
 from ._results import LABELS, Results, ResultsError, Verdict
 
 __all__ = ["Thresholds", "verdict", "LABELS"]
@@ -77,7 +82,8 @@ def verdict(results: Results | Mapping[str, Any],
     """Label, evidence, caveats and ranked remedies for one run's results.
 
     Args:
-        results: typed results, or a results.json mapping (the README's results.json contract; every block optional).
+        results: typed results, or a results.json mapping (the README's results.json
+            contract; every block optional).
             ``config`` (the resolved config as a flat mapping) sharpens the remedies' CLI hints
             when present.
         thresholds: the rules' thresholds (default :class:`Thresholds()`).
@@ -150,11 +156,14 @@ def _curve_evidence(f: Facts) -> list[str]:
         ev.append(f"learning curve: validation error {pct(pl.err_at_n_max)} at "
                   f"{pl.n_max:,} images; the power law a·n^(−b) + c (b = {pl.b:.2f}, "
                   f"asymptote c = {pct(pl.c)}) predicts {pct(pl.err_2x)} at 2× data, a "
-                  f"gain of {pts(pl.gain_2x, signed=False)} — {trend}")
+                  f"gain of {gain_text(pl.gain_2x, pl.gain_2x_ci)} — {trend}")
     elif lc is not None and lc.sizes and len(lc.val_error.mean) == len(lc.sizes):
         sizes, val = lc.sizes, lc.val_error.mean
+        fitted = lc.power_law is not None and lc.power_law.ok
         ev.append(f"learning curve: validation error {pct(val[0])} at {sizes[0]:,} images, "
-                  f"{pct(val[-1])} at {sizes[-1]:,} (no power-law fit)")
+                  f"{pct(val[-1])} at {sizes[-1]:,} "
+                  + ("(its power law is not extrapolated: see the notes)" if fitted
+                     else "(no power-law fit)"))
     c = f.curve
     if c is not None:
         p, best = c.param, fmt_value(c.best)
@@ -205,7 +214,15 @@ def _decomposition_evidence(f: Facts) -> list[str]:
 
 def _caveats(f: Facts) -> list[str]:
     th, cv = f.thresholds, []
-    if f.target is not None:
+    nf = f.results.noise_floor
+    if f.target is not None and nf is not None:
+        src = f" ({f.target.source})" if f.target.source else ""
+        cv.append(f"'Bias' includes label noise and the Bayes (irreducible) error: the target "
+                  f"{pct(f.target.value)}{src} is the best error known, not the irreducible "
+                  f"one. The training labels' noise is estimated at {pct(nf.rate)} "
+                  f"[{pct(nf.lo)}, {pct(nf.hi)}]: where validation labels are as noisy, that "
+                  "much error is no model's to remove.")
+    elif f.target is not None:
         src = f" ({f.target.source})" if f.target.source else ""
         cv.append(f"'Bias' includes label noise and the Bayes (irreducible) error: the target "
                   f"{pct(f.target.value)}{src} is the best error known, not the irreducible "
@@ -230,11 +247,13 @@ def _caveats(f: Facts) -> list[str]:
     lc = f.results.learning_curve
     if lc is not None:
         k = len(set(lc.sizes))
-        if f.power_law is None:
-            pl = lc.power_law
-            note = pl.note if pl is not None and pl.note else "no fit stored"
-            cv.append(f"The learning curve has no usable power-law fit ({note}): the gain from "
+        pl = lc.power_law
+        if f.power_law is None and pl is not None and pl.ok:
+            cv.append(f"The learning curve's power law is {f.power_law_note}. The gain from "
                       "more data is not predicted.")
+        elif f.power_law is None:
+            cv.append(f"The learning curve has no usable power-law fit ({f.power_law_note}): "
+                      "the gain from more data is not predicted.")
         elif k < _MIN_CURVE_SIZES:
             cv.append(f"The learning curve has only {k} sizes for a 3-parameter power law: its "
                       "extrapolation to 2× data is fragile.")
