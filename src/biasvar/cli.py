@@ -8,6 +8,7 @@ status is 2. Flags are never abbreviated (``--epoch`` is an error, not ``--epoch
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -70,10 +71,15 @@ def _default_text(f: Any) -> str:
     return str(f.default)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)  # the slowest part of building the parsers: once per class
+
+
 def _add_fields(p: argparse.ArgumentParser, cls: type, command: str | None = None) -> None:
     """One flag per config field (``--width 64``, ``--batchnorm/--no-batchnorm``); for
     :class:`AnalysisConfig`, the fields that ``command`` takes."""
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     groups: dict[str, Any] = {}
     for f in fields(cls):
         if command is not None and command not in f.metadata.get("commands", ()):
@@ -205,9 +211,9 @@ def _show(result: Any, args: argparse.Namespace) -> int:
 
 def _analysis(fn_name: str) -> Any:
     def command(args: argparse.Namespace) -> int:
-        from . import analysis as api
+        from .analysis import _api
 
-        fn = getattr(api, fn_name)
+        fn = getattr(_api, fn_name)
         return _show(fn(config_from_args(args), analysis=analysis_from_args(args),
                         workers=args.workers, out=args.out, progress=args.progress,
                         fresh=args.fresh, dry_run=args.dry_run, report=args.report), args)

@@ -40,7 +40,8 @@ class CheckpointError(BiasvarError):
 
 
 class TrainingDiverged(BiasvarError):
-    """The training loss became NaN or infinite."""
+    """Training diverged: the loss became NaN or infinite, an epoch's loss exploded, or the fit
+    ended worse than it began (see ``biasvar.train._fit.exploded`` / ``ended_diverged``)."""
 
 
 def suggest(name: str, known: Iterable[str]) -> str:

@@ -77,6 +77,27 @@ def _stored_precision(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any] | 
     return {"precision": p, "channels_last": cl == "on", "timings_ms": {}, "auto": True}
 
 
+def _check_analysis_options(cfg: ExperimentConfig) -> None:
+    """Refuse what an analysis would not use: without early stopping, --monitor and
+    --min-delta only choose each fit's best.pt, which the analyses never read (they score the
+    final weights)."""
+    from dataclasses import fields
+
+    from .errors import ConfigError
+
+    if cfg.early_stopping:
+        return
+    defaults = {f.name: f.default for f in fields(ExperimentConfig)}
+    for name in ("monitor", "min_delta"):
+        value = getattr(cfg, name)
+        if value != defaults[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{name}: {value} would change nothing in an analysis without "
+                              f"--early-stopping: it only picks each fit's best.pt, and the "
+                              f"analyses score the final weights. Add --early-stopping, or "
+                              f"leave {flag} out.")
+
+
 def open_run(command: str, cfg: ExperimentConfig, *, out: str | Path | None = None,
              fresh: bool = False, analysis: AnalysisConfig | None = None,
              variants: tuple[ExperimentConfig, ...] | list = (), source: Any = None,
@@ -93,6 +114,8 @@ def open_run(command: str, cfg: ExperimentConfig, *, out: str | Path | None = No
     from .train import preflight
 
     cfg = resolve(cfg)
+    if command != "train":
+        _check_analysis_options(cfg)
     data = load_data(cfg) if source is None else load_data(cfg, source=source)
     preflight(cfg, data)
     for variant in variants:  # e.g. a complexity curve's values: fail before writing

@@ -45,7 +45,7 @@ class Worsen(Callback):
             gen = torch.Generator().manual_seed(0)
             with torch.no_grad():
                 for p in trainer.model.parameters():
-                    p.add_(torch.randn(p.shape, generator=gen) * 2.0)
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.3)
             for g in trainer.optimizer.param_groups:
                 g["lr"] = 0.0
             trainer.scheduler.base_lrs = [0.0] * len(trainer.scheduler.base_lrs)

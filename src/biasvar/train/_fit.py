@@ -10,13 +10,16 @@ Randomness is derived from ``(seed, epoch)`` at the start of every epoch (data o
 augmentation), so a run resumed from ``last.pt`` continues exactly as an uninterrupted one.
 
 The loop itself only trains and validates; checkpoints, early stopping, history.csv, TensorBoard
-and the progress bar are callbacks (``_callbacks``) called through its hooks.
+and the progress bar are callbacks (``_callbacks``) called through its hooks. It also refuses to
+call a diverged training a model (:func:`exploded`, :func:`ended_diverged`): a NaN loss, an
+epoch whose loss explodes, or a fit that ends worse than it began raises ``TrainingDiverged``.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from ..config import ExperimentConfig, config_hash, config_to_dict, resolve
 from ..data import DataBundle
 from ..data import BatchLoader, batches, loader_workers
 from ..data.augment import Augment, parse_augment
-from ..errors import CheckpointError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..models import create_model, is_conv
 from ._callbacks import (Callback, Checkpoint, EarlyStopping, HistoryLogger, Progress,
                          TensorBoardLogger, TqdmProgress, overridden_hooks)
@@ -37,8 +40,70 @@ from ._checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint,
 from ._optim import make_optimizer, make_scheduler
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
-__all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "normalizer",
-           "predict_log_probs"]
+__all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "check_options_used",
+           "normalizer", "predict_log_probs", "exploded", "ended_diverged"]
+
+# -- divergence ---------------------------------------------------------------------------------
+# Losses here are the training (data) loss history.csv shows: cross-entropy with the label
+# smoothing, without the l1 penalty. The *start* is that loss on the first batch, before the
+# first update: ≈ ln K for a fresh model (a near-uniform guess over K classes, smoothing or not),
+# lower when started from --weights. ln K, the loss of a uniform guess, is the yardstick.
+
+#: An epoch whose mean training loss exceeds this many times max(start, ln K) has exploded, and
+#: the fit stops at once. No run that is learning averages ten times the loss of a uniform guess
+#: over a whole epoch (measured on digits: runs that went on to learn peaked below 3× in their
+#: first epoch), and using max(start, ln K) keeps a fine-tuning run, whose start is near 0 and
+#: whose loss may rise well above it for an epoch, clear of it.
+EXPLODED_FACTOR = 10.0
+
+#: The tolerance of the end-of-fit rules, as a fraction of ln K (0.23 nats for 10 classes).
+#: It absorbs the noise of the one-batch start (±0.05 nats on 32 images) and leaves alone the
+#: runs whose loss stays near ln K without getting worse: too small a learning rate, heavy
+#: label noise (random labels cannot be fitted in a few epochs).
+END_MARGIN = 0.1
+
+
+def exploded(loss: float, start: float, num_classes: int) -> bool:
+    """Whether an epoch's mean training ``loss`` has exploded: above EXPLODED_FACTOR × max(start,
+    ln K)."""
+    return loss > EXPLODED_FACTOR * max(start, math.log(num_classes))
+
+
+def ended_diverged(start: float, losses: Sequence[float], num_classes: int, *,
+                   final: int | None = None) -> str | None:
+    """Why a finished fit counts as diverged, or None.
+
+    ``losses`` are the mean training losses of epochs 1..E; ``final`` the epoch whose weights
+    the fit returns (default the last). With m = END_MARGIN · ln K, the fit diverged when
+
+    - its final loss is above ``start + m``: it got worse instead of learning, or
+    - its loss rose above ``start + m`` in some epoch and ends above ``ln K − m``, no better
+      than a uniform guess: the network collapsed (the usual end of a learning rate that is too
+      high: the loss explodes, then sits at ln K with chance accuracy).
+
+    >>> ended_diverged(2.30, [0.9, 0.3, 0.1], 10) is None             # it learned
+    True
+    >>> ended_diverged(2.30, [2.33, 2.30, 2.29], 10) is None          # random labels: near ln K
+    True
+    >>> ended_diverged(2.30, [6.6, 2.32, 2.31], 10).split(",")[0]     # exploded, then collapsed
+    'the loss rose to 6.6 in epoch 1'
+    """
+    if not losses:
+        return None
+    chance = math.log(num_classes)
+    margin = END_MARGIN * chance
+    e = len(losses) if final is None else final
+    end = losses[e - 1]
+    if end > start + margin:
+        return (f"it ended (epoch {e}) at a mean training loss of {end:.4g}, above the starting "
+                f"loss {start:.4g}: the model got worse instead of learning")
+    peak = max(range(len(losses)), key=lambda i: losses[i])
+    if losses[peak] > start + margin and end > chance - margin:
+        return (f"the loss rose to {losses[peak]:.4g} in epoch {peak + 1}, above the starting "
+                f"loss {start:.4g}, and ended (epoch {e}) at {end:.4g}, no better than a "
+                f"uniform guess over {num_classes} classes (ln {num_classes} = {chance:.4g}): "
+                "the network collapsed")
+    return None
 
 
 
@@ -57,6 +122,8 @@ class FitResult:
     resumed_from_epoch: int | None = None
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
+    #: the training loss of the first batch before any update (the divergence checks' start)
+    start_loss: float | None = None
 
 
 def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
@@ -75,9 +142,46 @@ def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
     return model
 
 
+#: Options that only some setting of another option uses: field → (that option, the settings
+#: that use it). Set away from its default otherwise, the field would change nothing.
+USED_ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "momentum": ("optimizer", ("sgd",)),        # Adam/AdamW keep their own moment estimates
+    "step_epochs": ("schedule", ("step",)),
+    "step_gamma": ("schedule", ("step",)),
+    "patience": ("early_stopping", (True,)),   # best.pt tracking has no patience
+}
+
+
+def _flag(name: str, value: Any = None) -> str:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return flag if value is None else f"{flag} {value}"
+
+
+def check_options_used(cfg: ExperimentConfig) -> None:
+    """Refuse an option set away from its default that this configuration would not use (a
+    silent no-op: a run that looks tuned but is not, a curve that trains the same model again)."""
+    defaults = {f.name: f.default for f in fields(ExperimentConfig)}
+    for name, (other, users) in USED_ONLY_WITH.items():
+        value, setting = getattr(cfg, name), getattr(cfg, other)
+        if value != defaults[name] and setting not in users:
+            using = " or ".join(_flag(other, u) for u in users)
+            raise ConfigError(f"{name}: {value:g} would change nothing with "
+                              f"{_flag(other, setting)}; only {using} uses it. Give {using}, "
+                              f"or leave {_flag(name)} out.")
+    strength = cfg.augment_strength
+    if strength != defaults["augment_strength"] and parse_augment(cfg.augment).is_identity:
+        raise ConfigError(f"augment_strength: {strength:g} would change nothing with "
+                          f"--augment {cfg.augment} (no augmentation to scale). Give --augment "
+                          "light, standard or strong, or leave --augment-strength out.")
+
+
 def preflight(cfg: ExperimentConfig, data: DataBundle) -> None:
-    """Fail on a bad model, augmentation or optimizer before anything is written."""
+    """Fail on a bad model, augmentation or optimizer, or an option the configuration would not
+    use, before anything is written."""
     parse_augment(cfg.augment)
+    check_options_used(cfg)
     make_optimizer(cfg, build_model(cfg, data))
 
 
@@ -158,6 +262,8 @@ class Trainer:
         self.epoch = 0
         self.stop_reason: str | None = None
         self.resumed_from: int | None = None
+        # the first batch's loss before the first update (see `exploded`); saved in last.pt
+        self.start_loss: float | None = None
         self.key = config_hash(cfg, extra={"seed": seed, "n": self.n})
 
     # -- batches ------------------------------------------------------------------------------
@@ -222,6 +328,8 @@ class Trainer:
                 loss = self.loss_fn(logits.float(), y)
             total = loss + cfg.l1 * self._l1() if cfg.l1 > 0 else loss
             self.optimizer.zero_grad(set_to_none=True)
+            if step == 1 and self.epoch == 0 and self.start_loss is None:
+                self.start_loss = float(loss.detach())  # one device sync per fit
             total.backward()
             self.optimizer.step()
             self.scheduler.step()
@@ -237,13 +345,59 @@ class Trainer:
                     hook(self, step=step, loss=batch_loss)
         return {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen}
 
+    @property
+    def start(self) -> float:
+        """The starting loss of the divergence checks: the first batch's loss before any update,
+        or ln K (where a fresh model starts) when unknown: a checkpoint written before it was
+        recorded, or a first batch whose loss was not finite."""
+        s = self.start_loss
+        return s if s is not None and math.isfinite(s) else math.log(self.data.num_classes)
+
+    def _kept(self) -> str:
+        if self.run_dir is not None and self.epoch > 0:
+            return (f"the last good checkpoint {self.run_dir / 'last.pt'} (epoch {self.epoch}) "
+                    "is kept")
+        return "nothing was saved"
+
+    def _fix(self) -> str:
+        cfg = self.cfg
+        fix = f"Lower the learning rate (lr is {cfg.lr:g}; try --lr {cfg.lr / 10:g})"
+        if cfg.optimizer == "sgd" and cfg.momentum > 0.9:
+            fix += (f" and the momentum (--momentum {cfg.momentum:g}: SGD's effective step is "
+                    f"lr / (1 − momentum) = {cfg.lr / (1 - cfg.momentum):g}; try --momentum 0.9)")
+        return fix + "."
+
     def _diverged(self, step: int) -> None:
-        kept = (f"the last good checkpoint {self.run_dir / 'last.pt'} (epoch {self.epoch}) is "
-                "kept" if self.run_dir is not None and self.epoch > 0 else "nothing was saved")
         raise TrainingDiverged(
-            f"training loss became NaN or infinite in epoch {self.epoch + 1}, step {step}; "
-            f"{kept}. Lower the learning rate (lr is {self.cfg.lr:g}; try --lr "
-            f"{self.cfg.lr / 10:g}), or add gradient-friendly settings such as --batchnorm.")
+            f"{self.desc}: training diverged: the training loss became NaN or infinite in epoch "
+            f"{self.epoch + 1}, step {step}; {self._kept()}. {self._fix()} Gradient-friendly "
+            "settings such as --batchnorm help too.")
+
+    def _check_epoch(self, loss: float) -> None:
+        """Stop an exploded epoch before it is checkpointed (last.pt keeps the one before)."""
+        if exploded(loss, self.start, self.data.num_classes):
+            k = self.data.num_classes
+            raise TrainingDiverged(
+                f"{self.desc}: training diverged: the mean training loss of epoch "
+                f"{self.epoch + 1} was {loss:.4g}, more than {EXPLODED_FACTOR:g}× the starting "
+                f"loss {self.start:.4g} (a uniform guess over {k} classes scores ln {k} = "
+                f"{math.log(k):.4g}); {self._kept()}. {self._fix()}")
+
+    def _check_end(self) -> None:
+        """A finished fit that got worse than it began, or collapsed, is not a model."""
+        # judge the weights the fit returns: those of the best epoch when an early stopping
+        # (the fit's own or a user's; the last one's restore wins) puts them back at the end
+        final = None
+        for cb in self.callbacks:
+            if isinstance(cb, EarlyStopping) and cb.restore_best and cb.best_state is not None:
+                final = cb.best_epoch
+        why = ended_diverged(self.start, [h["train_loss"] for h in self.history],
+                             self.data.num_classes, final=final)
+        if why is not None:
+            kept = (f"its checkpoints are kept in {self.run_dir}" if self.run_dir is not None
+                    else "nothing was saved")
+            raise TrainingDiverged(f"{self.desc}: training diverged: {why}; {kept}. "
+                                   f"{self._fix()}")
 
     @torch.no_grad()
     def evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -266,7 +420,7 @@ class Trainer:
                                                         self.early.state_dict().items()
                                                         if k != "best_state"},
             "precision": self.precision, "stop_reason": self.stop_reason,
-            **model_spec(self.data),
+            "start_loss": self.start_loss, **model_spec(self.data),
         }
 
     def best_checkpoint(self, early: EarlyStopping | None = None) -> dict[str, Any]:
@@ -305,6 +459,7 @@ class Trainer:
         self.history = list(ck["history"])
         self.epoch = int(ck["epoch"])
         self.stop_reason = ck.get("stop_reason")
+        self.start_loss = ck.get("start_loss")  # absent before it was recorded: ln K is used
         self.early.load_state_dict(ck["early_stopping"])
         best = path.parent / "best.pt"
         if self.early.best_epoch is not None and best.is_file():
@@ -328,6 +483,7 @@ class Trainer:
                     hook(self, epoch=self.epoch + 1)
                 t0 = time.perf_counter()
                 logs = self.train_one_epoch()
+                self._check_epoch(logs["train_loss"])
                 val = self.evaluate_split(self.data.val.x, self.data.val.y)
                 self.epoch += 1
                 logs = {"epoch": self.epoch, **logs, "val_loss": val["loss"],
@@ -337,6 +493,7 @@ class Trainer:
                 self.history.append(logs)
                 for hook in hooks["on_epoch_end"]:
                     hook(self, logs=logs)
+            self._check_end()
         except BaseException as e:
             error = e
             raise
@@ -348,7 +505,8 @@ class Trainer:
         return FitResult(model=self.model, history=self.history, config=self.cfg,
                          precision=self.precision, best_epoch=self.early.best_epoch,
                          stop_reason=self.stop_reason, seconds=time.perf_counter() - t_start,
-                         resumed_from_epoch=self.resumed_from, device=str(self.device))
+                         resumed_from_epoch=self.resumed_from, device=str(self.device),
+                         start_loss=self.start_loss)
 
 
 @torch.no_grad()
