@@ -1,4 +1,4 @@
-"""Tests of the bias-variance decomposition (biasvar.analysis.decompose).
+"""Tests of the bias-variance decomposition (biasvar.analysis._formulas).
 
 Identities are checked by computing both sides independently (directly from the predictions in
 the test, in loop or textbook form); estimators are checked by Monte Carlo against true values
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from biasvar.analysis.decompose import (
+from biasvar.analysis._formulas import (
     SAMPLING_SCHEMES,
     cross_entropy_pointwise,
     decompose,

@@ -10,7 +10,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "diagnose": "_api", "learning_curve": "_api", "complexity_curve": "_api",
     "decompose": "_api", "decompose_predictions": "_api", "resolve_analysis": "_api",
-    "Plan": "_api", "load_predictions": "decompose", "verdict": "verdict",
+    "Plan": "_api", "load_predictions": "_formulas", "verdict": "verdict",
     "Thresholds": "verdict", "PROFILES": "_profiles", "SAMPLINGS": "_profiles",
     "Profile": "_profiles",
     **{name: "_results" for name in (

@@ -21,8 +21,7 @@ import numpy as np
 from ..config import AnalysisConfig, ExperimentConfig, resolve
 from ..errors import ConfigError
 from ._profiles import PROFILES
-from ._results import (EpochsCapped, Fits, LossTrend, Reference, Results, TargetError,
-                       save_results)
+from ._results import Fits, LossTrend, Reference, Results, TargetError, save_results
 
 __all__ = ["diagnose", "learning_curve", "complexity_curve", "decompose",
            "decompose_predictions", "resolve_analysis", "Plan"]
@@ -36,8 +35,19 @@ def resolve_analysis(command: str, a: AnalysisConfig) -> AnalysisConfig:
     else:
         rounds = {"decompose": 5, "complexity": 0}.get(command, a.rounds)
         sampling = "bootstrap"
+    if command == "complexity" and (a.rounds or 0) == 0 and (
+            a.sampling is not None or a.fraction is not None):
+        given = "sampling" if a.sampling is not None else "fraction"
+        raise ConfigError(f"{given}: a complexity curve resamples data only for its "
+                          f"decomposition; add --rounds R (R ≥ 2), or drop --{given}.")
     a = replace(a, rounds=rounds if a.rounds is None else a.rounds,
                 sampling=sampling if a.sampling is None else a.sampling)
+    if a.fraction is not None and a.sampling != "subsample":
+        raise ConfigError(f"fraction: {a.fraction} applies to --sampling subsample only (the "
+                          f"sampling is {a.sampling}); drop --fraction or add --sampling "
+                          "subsample.")
+    if a.sampling == "subsample" and a.fraction is None:
+        a = replace(a, fraction=0.5)
     if command in ("diagnose", "decompose") and a.rounds is not None and a.rounds < 2:
         raise ConfigError(f"rounds: {a.rounds} is too few; the variance between models needs "
                           "at least 2 models (5–10 give usable intervals).")
@@ -282,7 +292,7 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
     from .analyses import (complexity_curve as _cx, complexity_jobs, decomposition,
                            decomposition_jobs, gap_diagnosis, learning_curve_jobs,
                            reference_job, smallest_curve_size, summarize_learning_curve)
-    from .targets import target_error as _target
+    from .targets import has_known_target, target_error as _target
 
     a = resolve_analysis("diagnose", _options(analysis, profile=profile, rounds=rounds,
                                               sampling=sampling, fraction=fraction,
@@ -290,59 +300,106 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
                                               target_error=target_error))
     prof = PROFILES.get(a.profile)
     cfg = config if config is not None else ExperimentConfig()
-    configured_epochs = resolve(cfg).epochs
-    if prof.epochs is not None and cfg.epochs is None and configured_epochs > prof.epochs:
-        cfg = replace(resolve(cfg), epochs=prof.epochs)  # --epochs given: the user's wins
-    note = prof.note.replace("{epochs}", str(resolve(cfg).epochs))
+    if (a.target_error is None and not has_known_target(cfg.dataset)
+            and a.sampling == "seed"):
+        raise ConfigError("target_error: this dataset has no published best error, and "
+                          "--sampling seed trains every model on all images, so no "
+                          "out-of-sample predictions estimate its label noise; pass "
+                          "--target-error E, or use --sampling split (the default).")
+    note = prof.note
     s = _Session.open("diagnose", cfg, a, out=out, fresh=fresh, workers=workers,
                       progress=progress, dry_run=dry_run, source=source)
-    target = _target(cfg.dataset, a.target_error)  # after the dataset was found, before writing
+    known = (_target(cfg.dataset, a.target_error)
+             if a.target_error is not None or has_known_target(cfg.dataset) else None)
     s.start()
     cfg, data = s.cfg, s.data
     n = len(data.train)
-    sizes = sorted({max(1, int(round(f * n))) for f in prof.lc_fractions})
+    noise = a.label_noise
+    refs = [reference_job(cfg, cfg.seed + k, label_noise=noise) for k in prof.ref_seeds]
+    dec_opts = dict(rounds=a.rounds, sampling=a.sampling, fraction=a.fraction,
+                    label_noise=noise, hold_steps=True)
+    dec_jobs = decomposition_jobs(cfg, data, **dec_opts)
+    # fits shared with the learning curve: the references at n, split models at n/R
+    shared = {n: refs}
+    if a.sampling == "split":
+        shared[int(round(n / a.rounds))] = dec_jobs
+    sizes = sorted({max(1, int(round(f * n))) for f in prof.lc_fractions} | set(shared))
     smallest = smallest_curve_size(cfg, data)
     if sizes[0] < smallest:  # a rare class: the smallest subsets would leave it out
         dropped = [z for z in sizes if z < smallest]
         sizes = sorted({z for z in sizes if z >= smallest} | {smallest})
         note += (f" Learning-curve sizes {', '.join(map(str, dropped))} were replaced by "
                  f"{smallest}, the smallest subset that holds every class.")
-    seeds = list(prof.lc_seeds)
-    ref = reference_job(cfg)
-    lc_jobs = learning_curve_jobs(cfg, data, sizes=sizes, seeds=seeds)
-    dec_opts = dict(rounds=a.rounds, sampling=a.sampling, fraction=a.fraction,
-                    label_noise=a.label_noise)
-    dec_jobs = decomposition_jobs(cfg, data, **dec_opts)
+    own = [z for z in sizes if z not in shared]
+    lc_jobs = learning_curve_jobs(cfg, data, sizes=own,
+                                  seeds=[cfg.seed + k for k in prof.lc_seeds], label_noise=noise)
     cx_jobs, cx_values, complexity = [], None, prof.complexity
     if complexity and getattr(cfg, complexity[0]) is None:  # e.g. linear, or a user factory
         note += (f" The {complexity[0]} complexity curve was skipped: model {cfg.model!r} has "
                  f"no {complexity[0]} (give --{complexity[0]} when its builder takes one).")
         complexity = None
+    cx_seeds = [cfg.seed]
     if complexity:
         param, mults = complexity
         cx_values = sorted({max(1, int(round(getattr(cfg, param) * m))) for m in mults})
-        cx_jobs = complexity_jobs(cfg, data, param=param, values=cx_values, seeds=seeds[:2])
-    s.execute([ref, *lc_jobs, *dec_jobs, *cx_jobs])
+        cx_jobs = complexity_jobs(cfg, data, param=param, values=cx_values, seeds=cx_seeds,
+                                  label_noise=noise)
+    s.execute([*refs, *dec_jobs, *lc_jobs, *cx_jobs])
 
-    ref_res = s.runner.run([ref])[0]
+    ref, ref_res = refs[0], s.runner.run(refs[:1])[0]
     metrics, test_lp = _reference_metrics(s, ref)
-    gap = gap_diagnosis(ref_res, target)
-    lc = summarize_learning_curve(s.runner.run(lc_jobs), sizes=sizes, seeds=seeds)
+    points = [(n, j, r) for j, r in zip(refs, s.runner.run(refs))]
+    if a.sampling == "split":
+        points += [(int(round(n / a.rounds)), j, r)
+                   for j, r in zip(dec_jobs, s.runner.run(dec_jobs))]
+    points += [(int(j.n_train), j, r) for j, r in zip(lc_jobs, s.runner.run(lc_jobs))]
+    lc = summarize_learning_curve(points, n_max=n)
     dec = decomposition(s.runner, cfg, data, **dec_opts)
-    cx = (_cx(s.runner, cfg, data, param=complexity[0], values=cx_values, seeds=seeds[:2])
-          if complexity else None)
-    capped = (EpochsCapped(int(cfg.epochs), int(configured_epochs))
-              if cfg.epochs < configured_epochs else None)
+    cx = (_cx(s.runner, cfg, data, param=complexity[0], values=cx_values, seeds=cx_seeds,
+              label_noise=noise) if complexity else None)
+    floor = _noise_floor(s, dec_jobs, noise)
+    if known is not None:
+        target = known
+    elif floor is not None:
+        from .noise import noise_target
+
+        target = noise_target(floor).to_dict()
+    else:
+        raise ConfigError("target_error: this dataset has no published best error and its "
+                          "label noise could not be estimated (no model left images out); "
+                          "pass --target-error E.")
+    gap = gap_diagnosis(ref_res, target)
     results = s.results(
-        profile=a.profile, profile_note=note, epochs_capped=capped,
+        profile=a.profile, profile_note=note,
         reference=Reference.from_dict({**metrics, "history": ref_res.history}),
         target_error=TargetError.from_dict(gap["target_error"]),
         avoidable_bias=gap["avoidable_bias"], variance_gap=gap["variance_gap"],
         train_loss_still_falling=LossTrend.from_dict(gap["train_loss_still_falling"]),
-        learning_curve=lc, complexity_curve=cx, decomposition=dec)
+        learning_curve=lc, complexity_curve=cx, decomposition=dec, noise_floor=floor)
     atomic_write_json(s.run_dir / "metrics.json", metrics)
     atomic_write_json(s.run_dir / "gallery.json", most_confidently_wrong(data, test_lp))
     return _finish(results, s.run_dir, report=report)
+
+
+def _noise_floor(s: _Session, jobs: list, label_noise: float) -> Any:
+    """The label-noise rate of the training labels (as the models saw them), estimated from the
+    decomposition models' out-of-sample predictions; writes suspects.csv and suspects.json.
+    None when no model left any image out."""
+    from .analyses import out_of_sample, training_labels
+    from .noise import estimate_noise_floor, save_suspects, suspect_gallery
+
+    probs, rows = out_of_sample(s.store, jobs, len(s.data.train))
+    if rows.size == 0:
+        return None
+    labels = training_labels(s.data, label_noise, s.cfg.split_seed)
+    names = s.data.train.names
+    models = sum(1 for j in jobs if j.score_train)
+    floor, issues = estimate_noise_floor(
+        probs, labels[rows], classes=list(s.data.classes), rows=rows,
+        files=[names[i] for i in rows] if names is not None else None, seed=s.cfg.seed,
+        predictions=f"out-of-sample predictions of the decomposition's {models} models "
+                    "(each image scored by the models that did not train on it)")
+    return save_suspects(s.run_dir, floor, issues, suspect_gallery(s.data, floor.suspects))
 
 
 @_dry
@@ -371,7 +428,9 @@ def learning_curve(config: ExperimentConfig | None = None, *,
     size_list = parse_sizes(a.sizes, len(s.data.train))
     jobs = learning_curve_jobs(s.cfg, s.data, sizes=size_list, seeds=seed_list)
     s.execute(jobs)
-    lc = summarize_learning_curve(s.runner.run(jobs), sizes=size_list, seeds=seed_list)
+    lc = summarize_learning_curve([(j.n_train or len(s.data.train), j, r)
+                                   for j, r in zip(jobs, s.runner.run(jobs))],
+                                  n_max=len(s.data.train))
     return _finish(s.results(learning_curve=lc), s.run_dir, report=report)
 
 
@@ -439,7 +498,7 @@ def decompose_predictions(log_probs: Any, labels: Any, *, classes: Sequence[str]
     """The decomposition of predictions made elsewhere: ``log_probs`` (R × m × K
     log-probabilities of R models on the same m test points) and ``labels`` (m). Nothing is
     trained. With ``out``, writes results.json (and report.html) there."""
-    from .decompose import decompose as _decompose
+    from ._formulas import decompose as _decompose
     from ._results import Decomposition
 
     lp = np.asarray(log_probs)

@@ -2,7 +2,7 @@
 each in the project's one registry type. No torch: the configuration validates against them.
 
 >>> PROFILES.get("quick").rounds, SAMPLINGS.names()
-(4, ['bootstrap', 'seed', 'split', 'subsample'])
+(2, ['bootstrap', 'seed', 'split', 'subsample'])
 """
 from __future__ import annotations
 
@@ -15,14 +15,20 @@ __all__ = ["Profile", "PROFILES", "SAMPLINGS"]
 
 @dataclass(frozen=True)
 class Profile:
-    """How much a diagnose spends. ``epochs`` caps the training epochs of every fit unless
-    ``--epochs`` is given; learning-curve sizes are fractions of the training set;
+    """How much a diagnose spends. Both profiles train every fit the same, configured way (no
+    epoch cap: a diagnosis rests on finished fits); they differ in how many fits they make.
+
+    The decomposition's models (``rounds`` × ``sampling``) also serve as learning-curve points
+    (split models at n/R) and, scoring the rows they did not train on, give out-of-sample
+    predictions for the noise floor. ``lc_fractions`` are the learning-curve sizes (fractions of
+    the training set); sizes no shared fit covers get fits of their own, ``lc_seeds`` each
+    (offsets added to the configured seed); ``ref_seeds`` are the full-size reference fits;
     ``complexity`` is (knob, multipliers of the configured value) or None."""
 
     name: str
-    epochs: int | None
     lc_fractions: tuple[float, ...]
     lc_seeds: tuple[int, ...]
+    ref_seeds: tuple[int, ...]
     rounds: int
     sampling: str
     complexity: tuple[str, tuple[float, ...]] | None
@@ -31,18 +37,19 @@ class Profile:
 
 PROFILES: Registry[Profile] = Registry("profile")
 PROFILES.add("quick", Profile(
-    "quick", epochs=3, lc_fractions=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0), lc_seeds=(0, 1),
-    rounds=4, sampling="bootstrap", complexity=None,
-    note="quick budget: {epochs} epochs per fit, 2 seeds per learning-curve point, 4 bootstrap "
-    "models. With 4 models the variance terms carry a large model-to-model uncertainty "
-    "(se_models), and short training inflates bias; use --profile thorough to separate them "
-    "more finely."))
+    "quick", lc_fractions=(1 / 8, 1 / 4, 1 / 2, 1.0), lc_seeds=(0,), ref_seeds=(0,),
+    rounds=2, sampling="split", complexity=None,
+    note="quick budget: one reference fit, 2 models on the halves of a random stratified split "
+         "(the decomposition, the learning curve at n/2 and the noise floor's out-of-sample "
+         "predictions), and one fit at n/8 and n/4; every fit trains as configured. With 2 "
+         "models the variance terms have no model-to-model interval; use --profile thorough "
+         "for seed intervals on the curve and a width complexity curve."))
 PROFILES.add("thorough", Profile(
-    "thorough", epochs=None, lc_fractions=(1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0),
-    lc_seeds=(0, 1, 2), rounds=8, sampling="bootstrap",
-    complexity=("width", (0.25, 0.5, 1.0, 2.0)),
-    note="thorough budget: full training, 3 seeds per learning-curve point, 8 bootstrap "
-    "models, and a width complexity curve."))
+    "thorough", lc_fractions=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0), lc_seeds=(0, 1),
+    ref_seeds=(0, 1), rounds=2, sampling="split", complexity=("width", (0.5, 1.0, 2.0)),
+    note="thorough budget: the quick profile's fits, plus a second seed at every learning-curve "
+         "size, a size n/16, and a width complexity curve (half and twice the configured "
+         "width); every fit trains as configured."))
 
 #: how each model's training set is drawn (name → what it measures)
 SAMPLINGS: Registry[str] = Registry("sampling")

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import math
+
 import numpy as np
 
 from ..config import ExperimentConfig, coerce
@@ -15,12 +17,14 @@ from ..data import DataBundle
 from ..errors import ConfigError, DataError
 from ..knobs import KNOBS
 from ._profiles import SAMPLINGS
-from ._results import Band, ComplexityCurve, Decomposition, LearningCurve
+from ._results import (Band, ComplexityCurve, CurvePoint, Decomposition, LearningCurve,
+                       PowerLaw)
 from .curvefit import fit_power_law, loss_still_falling, summarize
-from .decompose import decompose
+from ._formulas import decompose
 from .jobs import FitJob, JobResult, JobRunner
 
-__all__ = ["reference_job", "gap_diagnosis", "nested_order", "learning_curve",
+__all__ = ["reference_job", "gap_diagnosis", "nested_order", "stratified_parts", "held_steps",
+           "learning_curve",
            "learning_curve_jobs", "summarize_learning_curve", "complexity_jobs",
            "complexity_curve", "decomposition_jobs", "decomposition", "parse_sizes"]
 
@@ -38,16 +42,59 @@ def _band(values: np.ndarray) -> Band:
     return Band.from_dict(_summarize_errors(values))
 
 
-def reference_job(cfg: ExperimentConfig, seed: int | None = None) -> FitJob:
-    return FitJob(cfg, cfg.seed if seed is None else seed, None, tag="reference")
+def reference_job(cfg: ExperimentConfig, seed: int | None = None, *,
+                  label_noise: float = 0.0) -> FitJob:
+    seed = cfg.seed if seed is None else seed
+    return FitJob(cfg, seed, None, label_noise=label_noise, noise_seed=cfg.split_seed,
+                  tag="reference" if seed == cfg.seed else f"reference seed={seed}")
 
 
-def gap_diagnosis(ref: JobResult, target: dict[str, Any]) -> dict[str, Any]:
-    """Avoidable bias (train − target), variance gap (val − train), and whether the training loss
-    was still falling at the end."""
-    tr, va = ref.metrics["train_error"], ref.metrics["val_error"]
+def steps_per_epoch(cfg: ExperimentConfig, n: int) -> int:
+    """Optimizer steps per epoch over ``n`` images (the trainer drops the last partial batch)."""
+    return max(1, n // min(int(cfg.batch_size), n))
+
+
+def held_steps(cfg: ExperimentConfig, n: int, n_ref: int) -> ExperimentConfig:
+    """``cfg`` for a fit on ``n`` images that takes at least the optimizer steps of the same fit
+    on ``n_ref`` images: its epochs scaled up by the ratio of steps per epoch (the schedule,
+    defined over the fit's steps, stretches with them). A learning curve then varies the data
+    and not the optimisation."""
+    if n >= n_ref:
+        return cfg
+    epochs = math.ceil(int(cfg.epochs) * steps_per_epoch(cfg, n_ref) / steps_per_epoch(cfg, n))
+    return replace(cfg, epochs=min(epochs, EPOCHS_MAX))
+
+
+#: the configuration's upper bound on epochs (a held-steps fit on a tiny subset stops there)
+EPOCHS_MAX = 10000
+
+
+def stratified_parts(y: np.ndarray, rounds: int, seed: int) -> list[np.ndarray]:
+    """A random stratified partition of the rows into ``rounds`` disjoint parts: each class's
+    rows, in a random order, are dealt to the parts in turn, continuing where the previous class
+    stopped, so every part holds ⌊n_c/R⌋ or ⌈n_c/R⌉ rows of class c and the parts' sizes differ
+    by at most one — for any number of rounds and any class balance."""
+    rng = np.random.default_rng(seed)
+    part = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        part[rows] = (offset + np.arange(len(rows))) % rounds
+        offset = (offset + len(rows)) % rounds
+    return [np.flatnonzero(part == r) for r in range(rounds)]
+
+
+def gap_diagnosis(refs: JobResult | Sequence[JobResult], target: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """Avoidable bias (train − target) and variance gap (val − train) of the reference fits
+    (their mean over seeds), and whether the first one's training loss was still falling at the
+    end."""
+    refs = [refs] if isinstance(refs, JobResult) else list(refs)
+    tr = float(np.mean([r.metrics["train_error"] for r in refs]))
+    va = float(np.mean([r.metrics["val_error"] for r in refs]))
     return {"target_error": target, "avoidable_bias": tr - target["value"],
-            "variance_gap": va - tr, "train_loss_still_falling": loss_still_falling(ref.history)}
+            "variance_gap": va - tr,
+            "train_loss_still_falling": loss_still_falling(refs[0].history)}
 
 
 def nested_order(y: np.ndarray, seed: int) -> np.ndarray:
@@ -102,9 +149,12 @@ def smallest_curve_size(cfg: ExperimentConfig, data: DataBundle) -> int:
 
 
 def learning_curve_jobs(cfg: ExperimentConfig, data: DataBundle, *, sizes: Sequence[int],
-                        seeds: Sequence[int]) -> list[FitJob]:
-    """L×S jobs (size-major) on nested stratified subsets; the full size uses all rows, so it is
-    the same job as a reference fit of that seed."""
+                        seeds: Sequence[int] | dict[int, Sequence[int]], label_noise: float = 0.0
+                        ) -> list[FitJob]:
+    """Jobs (size-major) on nested stratified subsets, ``seeds`` per size (one list for all, or
+    a list per size). Every subset fit takes at least the full-size fit's optimizer steps
+    (:func:`held_steps`); the full size uses all rows, so it is the reference fit of that
+    seed."""
     y = data.train.y.numpy()
     n = len(y)
     order = nested_order(y, cfg.split_seed)
@@ -115,30 +165,74 @@ def learning_curve_jobs(cfg: ExperimentConfig, data: DataBundle, *, sizes: Seque
         idx = None if size == n else order[:size]
         if idx is not None:
             _check_classes(y[idx], data.classes, f"learning curve size {size}")
-        for s in seeds:
-            jobs.append(FitJob(cfg, s, idx, tag=f"learning curve n={size} seed={s}"))
+        size_seeds = seeds.get(size, ()) if isinstance(seeds, dict) else seeds
+        for s in size_seeds:
+            jobs.append(FitJob(held_steps(cfg, size, n), s, idx, label_noise=label_noise,
+                               noise_seed=cfg.split_seed,
+                               tag=f"learning curve n={size} seed={s}"))
     return jobs
 
 
-def summarize_learning_curve(results: Sequence[JobResult], *, sizes: Sequence[int],
-                             seeds: Sequence[int]) -> LearningCurve:
-    L, S = len(sizes), len(seeds)
-    tr = np.array([r.metrics["train_error"] for r in results]).reshape(L, S)
-    va = np.array([r.metrics["val_error"] for r in results]).reshape(L, S)
-    val = _summarize_errors(va)
-    return LearningCurve.from_dict({
-        "sizes": [int(s) for s in sizes], "seeds": [int(s) for s in seeds],
-        "train_error": _summarize_errors(tr), "val_error": val,
-        "power_law": fit_power_law(np.asarray(sizes, float), np.asarray(val["mean"]),
-                                   n_max=int(max(sizes)))})
+def _ragged_band(groups: Sequence[Sequence[float]]) -> Band:
+    """A Band over curve points with any number of fits each (a point with one fit has no
+    interval: lo = hi = its value)."""
+    mean, lo, hi = [], [], []
+    for g in groups:
+        b = _summarize_errors(np.asarray(g, dtype=float).reshape(1, -1))
+        mean.append(b["mean"][0])
+        lo.append(b["lo"][0])
+        hi.append(b["hi"][0])
+    return Band(mean=mean, lo=lo, hi=hi, values=[[float(v) for v in g] for g in groups])
+
+
+POLICY = ("optimisation held fixed: every fit takes at least the full-size fit's optimizer "
+          "steps (epochs scaled up on smaller sets, the learning-rate schedule stretched to "
+          "match); only the data varies")
+
+
+def summarize_learning_curve(points: Sequence[tuple[int, FitJob, JobResult]], *,
+                             n_max: int | None = None) -> LearningCurve:
+    """The learning curve of fits given as (nominal size, job, result): per-size summaries
+    (ragged seeds allowed), every point with its optimizer steps, and the power law of the
+    validation error."""
+    by_size: dict[int, list[tuple[FitJob, JobResult]]] = {}
+    for size, job, res in points:
+        by_size.setdefault(int(size), []).append((job, res))
+    sizes = sorted(by_size)
+    tr = [[r.metrics["train_error"] for _, r in by_size[z]] for z in sizes]
+    va = [[r.metrics["val_error"] for _, r in by_size[z]] for z in sizes]
+    pts = []
+    for z in sizes:
+        for job, r in by_size[z]:
+            pts.append(CurvePoint(size=int(r.n_train), seed=int(job.seed),
+                                  train_error=float(r.metrics["train_error"]),
+                                  val_error=float(r.metrics["val_error"]),
+                                  steps=int(r.steps), epochs=len(r.history),
+                                  stopped_early=bool(r.stop_reason), fit=job.tag))
+    n_max = int(max(sizes)) if n_max is None else n_max
+    return LearningCurve(
+        sizes=sizes, seeds=sorted({int(j.seed) for _, j, _ in points}),
+        train_error=_ragged_band(tr), val_error=_ragged_band(va),
+        power_law=PowerLaw.from_dict(_power_law(sizes, va, n_max)), points=pts, policy=POLICY)
+
+
+def _power_law(sizes: Sequence[int], values: Sequence[Sequence[float]], n_max: int
+               ) -> dict[str, Any]:
+    from . import curvefit
+
+    if hasattr(curvefit, "power_law"):  # with intervals over seed resamples
+        return curvefit.power_law(list(sizes), [list(v) for v in values], n_max=n_max)
+    return fit_power_law(np.asarray(sizes, float), np.array([np.mean(v) for v in values]),
+                         n_max=n_max)
 
 
 def learning_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *,
                    sizes: Sequence[int], seeds: Sequence[int]) -> LearningCurve:
-    """Train/validation error at each size (L) × seed (S) on nested stratified subsets, their
-    mean and 95% interval, and a power-law fit of the validation error."""
+    """Train/validation error at each size × seed on nested stratified subsets, their mean and
+    95% interval, and a power-law fit of the validation error."""
     jobs = learning_curve_jobs(cfg, data, sizes=sizes, seeds=seeds)
-    return summarize_learning_curve(runner.run(jobs), sizes=sizes, seeds=seeds)
+    return summarize_learning_curve([(j.n_train or len(data.train), j, r)
+                                     for j, r in zip(jobs, runner.run(jobs))])
 
 
 def _param_values(param: str, values: str | Sequence[Any]) -> list[Any]:
@@ -164,13 +258,19 @@ def complexity_configs(cfg: ExperimentConfig, param: str, values: str | Sequence
     return vals, cfgs
 
 
+def _curve_jobs(cfgs: Sequence[ExperimentConfig], vals: Sequence[Any], param: str,
+                seeds: Sequence[int], label_noise: float) -> list[FitJob]:
+    return [FitJob(c, s, None, label_noise=label_noise, noise_seed=c.split_seed,
+                   tag=f"complexity {param}={v} seed={s}")
+            for c, v in zip(cfgs, vals) for s in seeds]
+
+
 def complexity_jobs(cfg: ExperimentConfig, data: DataBundle, *, param: str,
                     values: str | Sequence[Any], seeds: Sequence[int], rounds: int = 0,
                     sampling: str = "bootstrap", fraction: float = 0.5,
                     label_noise: float = 0.0) -> list[FitJob]:
     vals, cfgs = complexity_configs(cfg, param, values)
-    jobs = [FitJob(c, s, None, tag=f"complexity {param}={v} seed={s}")
-            for c, v in zip(cfgs, vals) for s in seeds]
+    jobs = _curve_jobs(cfgs, vals, param, seeds, label_noise)
     if rounds:
         for c in cfgs:
             jobs += decomposition_jobs(c, data, rounds=rounds, sampling=sampling,
@@ -185,9 +285,7 @@ def complexity_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle,
     """Train/validation error for each value (V) of ``param`` × seed (S); with ``rounds`` ≥ 2,
     also the decomposition at each value."""
     vals, cfgs = complexity_configs(cfg, param, values)
-    jobs = [FitJob(c, s, None, tag=f"complexity {param}={v} seed={s}")
-            for c, v in zip(cfgs, vals) for s in seeds]
-    res = runner.run(jobs)
+    res = runner.run(_curve_jobs(cfgs, vals, param, seeds, label_noise))
     V, S = len(vals), len(seeds)
     tr = np.array([r.metrics["train_error"] for r in res]).reshape(V, S)
     va = np.array([r.metrics["val_error"] for r in res]).reshape(V, S)
@@ -200,9 +298,14 @@ def complexity_curve(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle,
 
 
 def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, sampling: str,
-                       fraction: float = 0.5, label_noise: float = 0.0) -> list[FitJob]:
+                       fraction: float | None = 0.5, label_noise: float = 0.0,
+                       hold_steps: bool = False) -> list[FitJob]:
     """R fit jobs on resampled training sets. Every model also gets its own seed (``seed + r``),
-    so the variance measured includes initialisation and data-order variance."""
+    so the variance measured includes initialisation and data-order variance. Each model also
+    scores the training rows it did not train on (out-of-sample predictions for the noise
+    floor). With ``hold_steps``, a model on fewer images than the training set takes the full
+    set's optimizer steps (:func:`held_steps`), as learning-curve points do."""
+    fraction = 0.5 if fraction is None else fraction
     if rounds < 2:
         raise ConfigError(f"rounds: {rounds} is too few; the variance between models needs at "
                           "least 2 models (5–10 give usable intervals).")
@@ -216,8 +319,7 @@ def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, 
     rng = np.random.default_rng(cfg.split_seed + 7)
     jobs = []
     if sampling == "split":
-        order = nested_order(y, cfg.split_seed + 1)
-        parts = [np.sort(order[r::rounds]) for r in range(rounds)]  # stratified, disjoint
+        parts = stratified_parts(y, rounds, cfg.split_seed + 1)
     for r in range(rounds):
         if sampling == "bootstrap":
             idx = rng.integers(0, n, size=n)
@@ -229,19 +331,55 @@ def decomposition_jobs(cfg: ExperimentConfig, data: DataBundle, *, rounds: int, 
             idx = None
         if idx is not None:
             _check_classes(y[idx], data.classes, f"{sampling} sample {r}")
-        jobs.append(FitJob(cfg, cfg.seed + r, idx, label_noise=label_noise,
-                           noise_seed=cfg.split_seed,
+        c = held_steps(cfg, len(np.unique(idx)), n) if hold_steps and idx is not None else cfg
+        jobs.append(FitJob(c, cfg.seed + r, idx, label_noise=label_noise,
+                           noise_seed=cfg.split_seed, score_train=idx is not None,
                            tag=f"decomposition {sampling} {r + 1}/{rounds}"))
     return jobs
 
 
+def training_labels(data: DataBundle, label_noise: float, noise_seed: int) -> np.ndarray:
+    """The training labels as the fits saw them (with ``label_noise`` flipped, as in
+    :func:`biasvar.analysis.jobs.run_job`)."""
+    from .jobs import noisy_labels
+
+    y = data.train.y.numpy()
+    return noisy_labels(y, label_noise, data.num_classes, noise_seed) if label_noise > 0 else y
+
+
+def out_of_sample(store: Any, jobs: Sequence[FitJob], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-sample predicted probabilities of the training rows: for each row, the mean
+    probability over the models (``jobs`` with ``score_train``) that did not train on it.
+    Returns (probabilities (m, K), the m rows that have at least one such model)."""
+    total: np.ndarray | None = None
+    count = np.zeros(n, dtype=np.int64)
+    for job in jobs:
+        if not job.score_train or job.train_indices is None:
+            continue
+        lp = store.train_log_probs(job)
+        if lp is None or len(lp) != n:
+            continue
+        held_out = np.ones(n, dtype=bool)
+        held_out[job.train_indices] = False
+        p = np.exp(lp.astype(np.float64))
+        total = np.zeros_like(p) if total is None else total
+        total[held_out] += p[held_out]
+        count += held_out
+    rows = np.flatnonzero(count > 0)
+    if total is None or rows.size == 0:
+        return np.zeros((0, 0)), rows
+    probs = total[rows] / count[rows, None]
+    return probs / probs.sum(1, keepdims=True), rows
+
+
 def decomposition(runner: JobRunner, cfg: ExperimentConfig, data: DataBundle, *, rounds: int,
-                  sampling: str = "bootstrap", fraction: float = 0.5, label_noise: float = 0.0,
-                  n_boot: int = 1000) -> Decomposition:
+                  sampling: str = "bootstrap", fraction: float | None = 0.5,
+                  label_noise: float = 0.0, n_boot: int = 1000,
+                  hold_steps: bool = False) -> Decomposition:
     """Bias, variance and net variance (0-1, squared error, cross-entropy) of R retrained models
-    on the fixed test set; see :func:`biasvar.analysis.decompose.decompose`."""
+    on the fixed test set; see :func:`biasvar.analysis._formulas.decompose`."""
     jobs = decomposition_jobs(cfg, data, rounds=rounds, sampling=sampling, fraction=fraction,
-                              label_noise=label_noise)
+                              label_noise=label_noise, hold_steps=hold_steps)
     res = runner.run(jobs)
     lp = np.stack([r.test_log_probs for r in res]).astype(np.float32)  # (R, m, K)
     return Decomposition.from_dict(decompose(

@@ -44,6 +44,9 @@ class FitJob:
     label_noise: float = 0.0
     noise_seed: int = 0
     tag: str = ""
+    #: also score every training row (``train_log_probs.npy``): the rows the model did not
+    #: train on get out-of-sample predictions (the noise floor's input)
+    score_train: bool = False
 
     def __post_init__(self) -> None:
         if self.train_indices is not None:
@@ -59,9 +62,12 @@ class FitJob:
         idx = None
         if self.train_indices is not None:
             idx = hashlib.sha256(self.train_indices.tobytes()).hexdigest()[:16]
-        return {"config": cfg, "seed": self.seed, "train_indices": idx,
+        spec = {"config": cfg, "seed": self.seed, "train_indices": idx,
                 "n_train": self.n_train, "label_noise": self.label_noise,
                 "noise_seed": self.noise_seed if self.label_noise else None}
+        if self.score_train:
+            spec["score_train"] = True
+        return spec
 
     @property
     def key(self) -> str:
@@ -78,6 +84,8 @@ class JobResult:
     seconds: float
     test_log_probs: np.ndarray | None = None  # (m, K) float32, loaded on demand
     reused: bool = False
+    steps: int = 0                       # optimizer steps taken
+    stop_reason: str | None = None       # why it stopped before its epochs (early stopping)
 
 
 def noisy_labels(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
@@ -119,26 +127,41 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     res = fit(job.config, data, seed=job.seed, train_indices=job.train_indices, run_dir=job_dir,
               resume=resume, progress=progress, desc=job.tag or job.key)
     # train error on the rows this model was trained on (eval mode, no augmentation)
-    train_part = data if job.train_indices is None else replace(
-        data, train=data.train.subset(np.unique(job.train_indices)))
-    metrics, lps = evaluate(res.model, train_part, device=job.config.device,
+    rows = None if job.train_indices is None else np.unique(job.train_indices)
+    scored = data if rows is None or job.score_train else replace(
+        data, train=data.train.subset(rows))
+    metrics, lps = evaluate(res.model, scored, device=job.config.device,
                             channels_last=res.precision["channels_last"], return_log_probs=True,
                             workers=job.config.loader_workers)
+    if job.score_train and rows is not None:  # all rows scored: keep the trained ones' metrics
+        from ..metrics import classification_metrics
+
+        metrics["train"] = classification_metrics(data.train.y.numpy()[rows],
+                                                  log_probs=lps["train"][rows],
+                                                  classes=data.classes)
+        atomic_write_bytes(job_dir / "train_log_probs.npy", _npy(lps["train"]))
     flat = {}
     for s, m in metrics.items():
         flat[f"{s}_error"], flat[f"{s}_loss"] = m["error"], m["loss"]
     lp = lps["test"].astype(np.float32)
-    buf = io.BytesIO()
-    np.save(buf, lp)
-    atomic_write_bytes(job_dir / "test_log_probs.npy", buf.getvalue())
+    atomic_write_bytes(job_dir / "test_log_probs.npy", _npy(lp))
     n = len(data.train) if job.train_indices is None else len(job.train_indices)
-    result = JobResult(job.key, flat, res.history, n, time.perf_counter() - t0, lp)
+    steps = max(1, n // min(int(job.config.batch_size), n)) * len(res.history)
+    result = JobResult(job.key, flat, res.history, n, time.perf_counter() - t0, lp,
+                       steps=steps, stop_reason=res.stop_reason)
     atomic_write_json(job_dir / "result.json", {
         "key": job.key, "tag": job.tag, "metrics": flat, "history": res.history, "n_train": n,
         "seconds": result.seconds, "precision": res.precision, "best_epoch": res.best_epoch,
-        "stop_reason": res.stop_reason, "resumed_from_epoch": res.resumed_from_epoch})
+        "stop_reason": res.stop_reason, "resumed_from_epoch": res.resumed_from_epoch,
+        "steps": steps, "epochs": len(res.history)})
     _drop_training_state(job_dir / "last.pt")
     return result
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a, dtype=np.float32))
+    return buf.getvalue()
 
 
 def _drop_training_state(path: Path) -> None:
@@ -175,7 +198,13 @@ class JobStore:
         r = read_json(d / "result.json")
         lp = np.load(d / "test_log_probs.npy") if log_probs else None
         return JobResult(r["key"], r["metrics"], r["history"], r["n_train"], r["seconds"], lp,
-                         reused=True)
+                         reused=True, steps=int(r.get("steps", 0)),
+                         stop_reason=r.get("stop_reason"))
+
+    def train_log_probs(self, job: FitJob) -> np.ndarray | None:
+        """The job's log-probabilities on every training row (jobs with ``score_train``)."""
+        path = self.dir(job) / "train_log_probs.npy"
+        return np.load(path) if path.is_file() else None
 
 
 class Executor(Protocol):
@@ -229,12 +258,17 @@ class ProcessExecutor:
         with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
             futures = {pool.submit(_worker, j, data, str(store.dir(j)), self.threads): j
                        for j in jobs}
-            for fut in futures:  # in submission order: deterministic bookkeeping
-                job = futures[fut]
-                result = fut.result()
-                if progress:
-                    progress.update(result_steps(job, data))
-                on_done(job, result)
+            try:
+                for fut in futures:  # in submission order: deterministic bookkeeping
+                    job = futures[fut]
+                    result = fut.result()
+                    if progress:
+                        progress.update(result_steps(job, data))
+                    on_done(job, result)
+            except BaseException:
+                # a failed fit (or Ctrl-C) stops the analysis now, not after the queued fits
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 def result_steps(job: FitJob, data: DataBundle) -> int:

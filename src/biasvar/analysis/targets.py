@@ -2,8 +2,9 @@
 
 Avoidable bias is the reference model's train error minus a *target* error. No dataset states its
 Bayes error, so the target is the best published test error we know of, with its source; it is an
-upper bound on the irreducible error, and a user may pass ``--target-error`` instead (for custom
-data it is required).
+upper bound on the irreducible error, and a user may pass ``--target-error`` instead. Custom
+data has no published figure: its default target is the label-noise rate estimated from the data
+(:mod:`biasvar.analysis.noise`).
 
 Example::
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError, suggest
 
-__all__ = ["KNOWN_TARGETS", "target_error"]
+__all__ = ["KNOWN_TARGETS", "target_error", "has_known_target"]
 
 #: dataset name → (best-known test error as a fraction, where it comes from).
 KNOWN_TARGETS: dict[str, tuple[float, str]] = {
@@ -70,6 +71,11 @@ def _check_override(value: Any) -> float:
     return value
 
 
+def has_known_target(dataset: str) -> bool:
+    """Whether ``dataset`` has a best-known error in :data:`KNOWN_TARGETS`."""
+    return _canonical(dataset) in KNOWN_TARGETS
+
+
 def target_error(dataset: str, override: float | None = None) -> dict[str, Any]:
     """The target (best achievable) test error for ``dataset``, as results.json stores it.
 
@@ -100,4 +106,5 @@ def target_error(dataset: str, override: float | None = None) -> dict[str, Any]:
         f"target_error: no best-known test error for dataset {dataset!r}.{suggest(name, known)} "
         f"Known: {', '.join(known)}. Pass --target-error E with E the best error you believe "
         "achievable, as a fraction (e.g. --target-error 0.05 for 5%), or 0 to measure the "
-        "whole train error as bias.")
+        "whole train error as bias (`biasvar diagnose` estimates it from the data's label "
+        "noise when not given).")
