@@ -21,7 +21,8 @@ from typing import Any
 
 from .._fmt import count, fmt_value, gain, num, pct, pts
 from .._io import atomic_write_text
-from ..analysis._results import Reference, Results, ResultsError, Term
+from ..analysis._results import LearningCurve, NoiseFloor, Reference, Results, ResultsError, Term
+from ..analysis.noise import NOISE_TARGET_PREFIX
 from ._load import RUN_FILES, load_run, number, run_of
 
 __all__ = ["render_report", "render_html", "render_fragment", "LABEL_PHRASES"]
@@ -237,6 +238,7 @@ class _Run:
         self.config: Mapping[str, Any] = run.get("config") or (r.config if r else None) or {}
         self.env: Mapping[str, Any] = run.get("env") or (r.environment if r else None) or {}
         self.gallery: list[dict] = [g for g in run.get("gallery") or [] if isinstance(g, dict)]
+        self.suspects: list[dict] = [g for g in run.get("suspects") or [] if isinstance(g, dict)]
         if r is not None and r.classes is not None:
             classes: Sequence[Any] = r.classes
         else:
@@ -337,7 +339,9 @@ def _key_figures(run: _Run) -> str:
                                f"n = {count(number(m[split].get('n')))}"))
     t = r.target_error if r is not None else None
     if t is not None:
-        cards.append(_card("target error", pct(t.value, 2), "best known for this task"))
+        cards.append(_card("target error", pct(t.value, 2),
+                           "estimated noise floor" if _noise_is_target(r)
+                           else "best known for this task"))
     if r is not None and r.avoidable_bias is not None:
         cards.append(_card("avoidable bias", _signed(r.avoidable_bias), "points: train − target"))
     if r is not None and r.variance_gap is not None:
@@ -391,6 +395,74 @@ def _training(run: _Run, plots: Any) -> str:
                        "loss still falling at the end means training longer may cut bias.")
 
 
+def _ci(ci: Sequence[float] | None, fmt: Callable[[float | None], str] = pct) -> str:
+    """`` [lo, hi]`` of a saved interval, or nothing when there is none."""
+    if not ci or len(ci) != 2 or not all(number(v) is not None for v in ci):
+        return ""
+    return f' <span class="muted">[{fmt(ci[0])}, {fmt(ci[1])}]</span>'
+
+
+def _power_law_text(pl: Any) -> list[str]:
+    """The fit, its predictions at 2× / 10× the data with their intervals — or why it does not
+    extrapolate."""
+    out = []
+    if pl.ok:
+        out.append(f"<p>Fit err(n) ≈ a·n<sup>−b</sup> + c with a = {num(pl.a)}, "
+                   f"b = {num(pl.b)}, c = {pct(pl.c, 2)}; at n = {count(pl.n_max)}: "
+                   f"{pct(pl.err_at_n_max, 2)}.</p>")
+        if pl.extrapolates and any(v is not None for v in (pl.err_2x, pl.err_10x, pl.gain_2x)):
+            gain_ci = _ci(pl.gain_2x_ci, lambda v: gain(v).removesuffix(" points"))
+            out.append(
+                f"<p>Predicted with 2× the data: <b>{pct(pl.err_2x, 2)}</b>"
+                f"{_ci(pl.err_2x_ci, lambda v: pct(v, 2))} (gain {gain(pl.gain_2x)}{gain_ci}); "
+                f"with 10×: <b>{pct(pl.err_10x, 2)}</b>"
+                f"{_ci(pl.err_10x_ci, lambda v: pct(v, 2))}.</p>")
+            if pl.resamples and any((pl.err_2x_ci, pl.err_10x_ci, pl.gain_2x_ci)):
+                out.append(f'<p class="note">Brackets: 95% intervals of the predictions, the '
+                           f"same fit repeated on {count(pl.resamples)} resamples of the seeds "
+                           "at each size.</p>")
+        elif not pl.extrapolates:
+            out.append("<p><b>No extrapolation</b>: the fit is not trusted beyond the measured "
+                       "sizes, so no error is predicted for more data.</p>")
+    if pl.note:
+        out.append(f'<p class="note">Fit: {_t(pl.note)}</p>')
+    return out
+
+
+def _seeds_per_size(lc: LearningCurve) -> str:
+    """"3 seeds per size", or "2–3 seeds per size" when sizes differ in their number of fits."""
+    counts = [len(v) for v in lc.val_error.values] if lc.val_error.values else []
+    if not counts and lc.points:
+        by_size: dict[int, int] = {}
+        for p in lc.points:
+            by_size[p.size] = by_size.get(p.size, 0) + 1
+        counts = list(by_size.values())
+    lo, hi = (min(counts), max(counts)) if counts else (len(lc.seeds), len(lc.seeds))
+    text = f"{lo}" if lo == hi else f"{lo}–{hi}"
+    return f"{text} seed{'' if hi == 1 else 's'} per size"
+
+
+def _points_table(lc: LearningCurve) -> str:
+    """Every fit of the curve: its size and seed, how long it trained, its errors."""
+    pts_ = sorted(lc.points, key=lambda p: (p.size, p.seed))
+    with_key = any(p.fit for p in pts_)
+    head = [("size", True), ("seed", True), ("optimizer steps", True), ("epochs", True),
+            ("stopped early", False), ("train error", True), ("validation error", True)]
+    if with_key:
+        head.append(("fit", False))
+    rows = []
+    for p in pts_:
+        row = [count(p.size), _e(p.seed), count(p.steps), count(p.epochs),
+               "yes" if p.stopped_early else "no", pct(p.train_error, 2), pct(p.val_error, 2)]
+        if with_key:
+            row.append(f"<code>{_e(p.fit)}</code>" if p.fit else "")
+        rows.append(row)
+    table = _table(head, rows).replace("<table>", '<table class="points">', 1)
+    if len(rows) > 24:
+        return f"<details><summary>Every fit ({len(rows)})</summary>{table}</details>"
+    return "<h3>Every fit</h3>" + table
+
+
 def _learning(run: _Run, plots: Any) -> str:
     lc = run.results.learning_curve if run.results is not None else None
     if lc is None:
@@ -401,18 +473,18 @@ def _learning(run: _Run, plots: Any) -> str:
     body = [_img(png, "learning curve: error against training-set size")]
     pl = lc.power_law
     if pl is not None:
-        if pl.ok:
-            body.append(
-                f"<p>Fit err(n) ≈ a·n<sup>−b</sup> + c with a = {num(pl.a)}, "
-                f"b = {num(pl.b)}, c = {pct(pl.c, 2)}. "
-                f"At n = {count(pl.n_max)}: {pct(pl.err_at_n_max, 2)}; "
-                f"with 2× the data: {pct(pl.err_2x, 2)} (gain {gain(pl.gain_2x)}); "
-                f"with 10×: {pct(pl.err_10x, 2)}.</p>")
-        if pl.note:
-            body.append(f'<p class="note">Fit: {_e(pl.note)}</p>')
-    body.append(f'<p class="note">{len(lc.seeds)} seed(s) per size; bands are the saved 95% '
-                "intervals of the mean over seeds. The dashed line is the power law fitted "
-                "to the validation error, extrapolated to 10× the largest size.</p>")
+        body += _power_law_text(pl)
+    dashed = ("The dashed line is the power law fitted to the validation error, extrapolated "
+              "to 10× the largest size." if pl is not None and pl.ok and pl.extrapolates else
+              "The dashed line is the power law fitted to the validation error, drawn over the "
+              "measured sizes only." if pl is not None and pl.ok else "")
+    body.append(f'<p class="note">{_seeds_per_size(lc)}; bands are the saved 95% intervals of '
+                f"the mean over seeds, dots each seed's fit. {dashed}</p>")
+    if lc.policy:
+        end = "" if lc.policy.rstrip().endswith((".", "!", "?")) else "."
+        body.append(f"<p><b>Training budget across sizes</b>: {_t(lc.policy)}{end}</p>")
+    if lc.points:
+        body.append(_points_table(lc))
     return run.section("learning", "Learning curve", "\n".join(body),
                        "Error against the number of training images. Validation error still "
                        "falling at the right edge: more data helps (variance). Both curves flat "
@@ -584,6 +656,93 @@ def _gallery(run: _Run) -> str:
                        "classes.")
 
 
+def _noise_is_target(r: Results | None) -> bool:
+    """True when the target error of the run is its estimated noise floor (its source says so:
+    :func:`biasvar.analysis.noise.noise_target` wrote it)."""
+    t = r.target_error if r is not None else None
+    return t is not None and t.source.startswith(NOISE_TARGET_PREFIX)
+
+
+# a file name the page may link to: plain, relative, in the run directory
+_LINKABLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*\.csv$")
+
+
+def _suspect_cards(run: _Run) -> list[str]:
+    """suspects.json as gallery figures (entries without a valid PNG are skipped)."""
+    cards = []
+    for g in run.suspects:
+        b64 = g.get("image_png_b64")
+        if not isinstance(b64, str) or not _B64.match(b64.replace("\n", "")):
+            continue
+        f = g.get("file")
+        f_html = (f'<br><span class="muted src" title="{_e(f)}">{_e(f)}</span>'
+                  if isinstance(f, str) and f else "")
+        cards.append(
+            f'<figure><img alt="training image {_e(g.get("row", ""))}" '
+            f'src="data:image/png;base64,{b64.replace(chr(10), "")}">'
+            f'<figcaption>given: <b class="p">{_e(g.get("given", "?"))}</b> → '
+            f'<b class="t">{_e(g.get("predicted", "?"))}</b><br>'
+            f'<span class="muted">quality {num(number(g.get("quality")))} · '
+            f'row {_e(g.get("row", "?"))}</span>{f_html}</figcaption></figure>')
+    return cards
+
+
+def _noise(run: _Run) -> str:
+    r = run.results
+    nf: NoiseFloor | None = r.noise_floor if r is not None else None
+    if nf is None:
+        return ""
+    cards = [_card("label-noise rate", pct(nf.rate, 1),
+                   f"95% interval {pct(nf.lo, 1)} – {pct(nf.hi, 1)}"),
+             _card("training images checked", count(nf.n))]
+    if nf.n_issues is not None:
+        cards.append(_card("flagged as mislabelled", count(nf.n_issues),
+                               f"{pct(nf.n_issues / nf.n, 1)} of the images" if nf.n else ""))
+    body = [f'<div class="cards">{"".join(cards)}</div>']
+    over = f'<br><span class="muted">Interval: {_e(nf.interval)}.</span>' if nf.interval else ""
+    body.append(f"<p>An estimated <b>{pct(nf.rate, 1)}</b> of the {count(nf.n)} training labels "
+                f"are wrong: 95% interval {pct(nf.lo, 1)} to {pct(nf.hi, 1)}.{over}</p>")
+    if nf.method:
+        body.append(f'<p class="note">Method: {_t(nf.method)}.</p>')
+    t = r.target_error
+    if _noise_is_target(r):
+        body.append(f"<p>This rate is the <b>target error</b> of the diagnosis: avoidable bias = "
+                    f"train error − {pct(nf.rate, 2)}.</p>")
+    elif t is not None:
+        body.append(f'<p class="note">Not used as the target error: the target is '
+                    f"{pct(t.value, 2)} ({_e(t.source) if t.source else 'given'}).</p>")
+    cards = _suspect_cards(run)
+    if cards:
+        body.append("<h3>Suspected mislabelled training images</h3>")
+        body.append('<p class="muted">Most likely mislabelled first: the given label → what '
+                    "models that never saw the image predict; quality is the predicted "
+                    "probability of the given label (lower: more suspect).</p>")
+        body.append(f'<div class="gallery">{"".join(cards)}</div>')
+    elif nf.suspects:
+        rows = [[_e(x.row), f"<code>{_e(x.file)}</code>" if x.file else "—", _e(x.given),
+                 _e(x.predicted), num(x.quality)] for x in nf.suspects]
+        body.append("<h3>Suspected mislabelled training images</h3>")
+        body.append(_table([("row", True), ("file", False), ("given", False),
+                            ("predicted", False), ("quality", True)], rows))
+    if nf.csv:
+        shown = f"<code>{_e(nf.csv)}</code>"
+        if run.page and _LINKABLE.match(nf.csv):
+            shown = f'<a href="{_e(nf.csv)}">{shown}</a>'
+        elif not run.page and run.raw.get("run_dir"):
+            shown = f"<code>{_e(Path(run.raw['run_dir']) / nf.csv)}</code>"
+        n_all = f"all {count(nf.n_issues)}" if nf.n_issues is not None else "all"
+        body.append(f"<p>The list of {n_all} flagged images (row, file, given, predicted, "
+                    f"quality): {shown}.</p>")
+    body.append('<p class="note">Each image is scored by models that did not train on it; '
+                "confident learning counts the labels those models confidently contradict, "
+                "class by class. It also counts truly ambiguous images, which no model can get "
+                "right either: the rate is a floor for the error on labels like these. Weak "
+                "models blur it (it tends to read high when they err often).</p>")
+    return run.section("noise", "Noise floor", "\n".join(body),
+                       "How many training labels are wrong: the error no model can remove on "
+                       "these labels.")
+
+
 def _details(run: _Run) -> str:
     r = run.results
     body = []
@@ -617,6 +776,7 @@ def _details(run: _Run) -> str:
 _SECTIONS: list[tuple[str, str, Callable[..., str], bool]] = [
     ("verdict", "Verdict", _verdict, False),
     ("figures", "Key figures", _key_figures, False),
+    ("noise", "Noise floor", _noise, False),
     ("training", "Training curves", _training, True),
     ("learning", "Learning curve", _learning, True),
     ("complexity", "Complexity curve", _complexity, True),
@@ -695,8 +855,9 @@ def render_report(run_dir: str | Path, *, out: Path | None = None) -> Path:
     """Render ``report.html`` for a run directory from its saved files, without training.
 
     Args:
-        run_dir: a biasvar run directory (the README's results.json contract): any of config.yaml, env.json,
-            history.csv, metrics.json, gallery.json, results.json.
+        run_dir: a biasvar run directory (the README's results.json contract): any of
+            config.yaml, env.json, history.csv, metrics.json, gallery.json, suspects.json,
+            results.json.
         out: where to write the page (default ``run_dir/report.html``); written atomically.
 
     Returns:

@@ -1,8 +1,10 @@
-"""Gather what a run directory holds (the README's results.json contract) into one mapping; read only, never recompute.
+"""Gather what a run directory holds (the README's results.json contract) into one mapping; read
+only, never recompute.
 
 results.json is read and validated by :func:`biasvar.analysis._results.load_results` (a typed
 :class:`~biasvar.analysis._results.Results`); the other files (metrics.json, history.csv,
-config.yaml, env.json, gallery.json) are read as they are and tolerated when damaged.
+config.yaml, env.json, gallery.json, suspects.json) are read as they are and tolerated when
+damaged.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ __all__ = ["load_run", "run_of", "number", "RUN_FILES"]
 
 #: key in :func:`load_run`'s mapping -> file name in the run directory
 RUN_FILES = {"config": "config.yaml", "env": "env.json", "history": "history.csv",
-             "metrics": "metrics.json", "gallery": "gallery.json", "results": "results.json"}
+             "metrics": "metrics.json", "gallery": "gallery.json", "suspects": "suspects.json",
+             "results": "results.json"}
 
 
 def number(x: Any) -> float | None:
@@ -70,7 +73,7 @@ def _read_json(path: Path) -> Any:
 # reported as a problem and ignored)
 _READERS = {"config": (_read_yaml, dict), "env": (_read_json, dict),
             "history": (_read_history, list), "metrics": (_read_json, dict),
-            "gallery": (_read_json, list)}
+            "gallery": (_read_json, list), "suspects": (_read_json, list)}
 
 
 def _read_files(root: Path, out: dict[str, Any]) -> None:
@@ -94,8 +97,8 @@ def _read_files(root: Path, out: dict[str, Any]) -> None:
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """Read whatever of config.yaml, env.json, history.csv, metrics.json, gallery.json and
-    results.json a run directory holds.
+    """Read whatever of config.yaml, env.json, history.csv, metrics.json, gallery.json,
+    suspects.json and results.json a run directory holds.
 
     Args:
         run_dir: a biasvar run directory (the README's results.json contract).
@@ -105,8 +108,10 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         :data:`RUN_FILES` for each file present and readable: ``results`` (a typed
         :class:`~biasvar.analysis._results.Results`), ``config`` (mapping from YAML), ``env`` /
         ``metrics`` (mappings), ``history`` (list of per-epoch dicts with numbers or None),
-        ``gallery`` (list). One of the other files that exists but cannot be parsed, or parses
-        to the wrong type, is left out and described in ``problems`` (the report shows them).
+        ``gallery`` / ``suspects`` (lists: the most confidently wrong test images, the
+        training images suspected of wrong labels). One of the other files that exists but
+        cannot be parsed, or parses to the wrong type, is left out and described in
+        ``problems`` (the report shows them).
 
     Raises:
         BiasvarError: ``run_dir`` is not a folder.

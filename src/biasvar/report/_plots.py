@@ -84,16 +84,36 @@ def _style(ax: Any) -> None:
     ax.set_axisbelow(True)
 
 
-def _band(ax: Any, x: np.ndarray, band: Band, color: str, label: str, marker: str = "o") -> bool:
-    """Mean line with its saved [lo, hi] band; False when the band holds no finite mean."""
+def _seed_dots(values: Sequence[Sequence[float]], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every seed's value at its point as (x, y) arrays: ``values`` holds one list per point,
+    of any length (sizes may differ in their number of seeds); non-finite values are dropped."""
+    if len(values) != x.size:
+        return np.array([]), np.array([])
+    xs, ys = [], []
+    for xi, row in zip(x, values):
+        for v in row or []:
+            if finite(v):
+                xs.append(xi)
+                ys.append(float(v))
+    return np.array(xs, dtype=float), np.array(ys, dtype=float)
+
+
+def _band(ax: Any, x: np.ndarray, band: Band, color: str, label: str, marker: str = "o",
+          dots: bool = False) -> bool:
+    """Mean line with its saved [lo, hi] band (and, with ``dots``, each seed's value as a faint
+    dot); False when the band holds no finite mean."""
     mean, lo, hi = _floats(band.mean), _floats(band.lo), _floats(band.hi)
     if mean.size != x.size or not np.isfinite(mean).any():
         return False
-    band = lo.size == x.size and hi.size == x.size and np.isfinite(lo).any()
+    shaded = lo.size == x.size and hi.size == x.size and np.isfinite(lo).any()
     ax.plot(x, mean, marker=marker, ms=4, lw=1.6, color=color,
-            label=f"{label} (band: 95% CI)" if band else label)
-    if band:
+            label=f"{label} (band: 95% CI)" if shaded else label)
+    if shaded:
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    if dots:
+        dx, dy = _seed_dots(band.values, x)
+        if dx.size:
+            ax.scatter(dx, dy, s=9, color=color, alpha=0.45, lw=0, zorder=3)
     return True
 
 
@@ -133,13 +153,14 @@ def training_curves(epochs: np.ndarray, columns: Mapping[str, np.ndarray]) -> st
 
 
 def _power_law_grid(pl: PowerLaw | None, n_min: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """The saved fit err(n) = a·n^(−b) + c evaluated from n_min to 10·n_max (for drawing)."""
+    """The saved fit err(n) = a·n^(−b) + c evaluated from n_min to 10·n_max (for drawing) — to
+    n_max only when the fit does not extrapolate."""
     if pl is None or not pl.ok:
         return None
     a, b, c, n_max = pl.a, pl.b, pl.c, pl.n_max
     if not all(finite(v) for v in (a, b, c, n_max)) or n_max <= 0 or n_min <= 0:
         return None
-    n = np.geomspace(n_min, 10 * n_max, 120)
+    n = np.geomspace(n_min, (10 if pl.extrapolates else 1) * n_max, 120)
     with np.errstate(over="ignore", invalid="ignore"):
         err = a * n ** (-b) + c
     if not np.isfinite(err).all():
@@ -147,17 +168,26 @@ def _power_law_grid(pl: PowerLaw | None, n_min: float) -> tuple[np.ndarray, np.n
     return n, err
 
 
+def _ci_pair(ci: Sequence[float] | None) -> tuple[float, float] | None:
+    """A saved [lo, hi] interval as two floats, or None when absent or not finite."""
+    if ci is None or len(ci) != 2 or not all(finite(v) for v in ci):
+        return None
+    return float(ci[0]), float(ci[1])
+
+
 def learning_curve(lc: LearningCurve) -> str | None:
-    """Train/validation error vs training-set size (log x) with bands, and the power-law
-    extrapolation (dashed) to 10× the largest size."""
+    """Train/validation error vs training-set size (log x) with bands and every seed's fit as a
+    dot (sizes may differ in their number of seeds), and the power-law extrapolation (dashed)
+    to 10× the largest size with the predictions' saved 95% intervals — or the fit over the
+    measured sizes only when it does not extrapolate."""
     sizes = _floats(lc.sizes)
     if sizes.size == 0 or not np.isfinite(sizes).all() or (sizes <= 0).any():
         return None
     with matplotlib.rc_context(_RC):
         fig = _figure(_WIDE, 3.6)
         ax = _subplots(fig, 1, 1)[0]
-        drew = _band(ax, sizes, lc.train_error, COLORS["train"], "train")
-        drew |= _band(ax, sizes, lc.val_error, COLORS["val"], "validation")
+        drew = _band(ax, sizes, lc.train_error, COLORS["train"], "train", dots=True)
+        drew |= _band(ax, sizes, lc.val_error, COLORS["val"], "validation", dots=True)
         if not drew:
             return None
         pl = lc.power_law
@@ -165,18 +195,30 @@ def learning_curve(lc: LearningCurve) -> str | None:
         if pl is not None and grid is not None:
             n, err = grid
             ax.plot(n, err, ls="--", lw=1.4, color=COLORS["val"], alpha=0.9,
-                    label="power-law fit a·n$^{-b}$ + c (extrapolated)")
+                    label="power-law fit a·n$^{-b}$ + c (extrapolated)" if pl.extrapolates
+                    else "power-law fit a·n$^{-b}$ + c (not extrapolated)")
             n_max = float(pl.n_max)
-            for k, e in ((2, pl.err_2x), (10, pl.err_10x)):
-                if finite(e):
+            if pl.extrapolates:
+                for k, e, ci in ((2, pl.err_2x, pl.err_2x_ci), (10, pl.err_10x, pl.err_10x_ci)):
+                    if not finite(e):
+                        continue
+                    pair = _ci_pair(ci)
+                    if pair is not None:
+                        ax.errorbar([k * n_max], [e], yerr=[[max(e - pair[0], 0.0)],
+                                                            [max(pair[1] - e, 0.0)]],
+                                    fmt="none", ecolor=COLORS["val"], capsize=3, lw=1.1,
+                                    zorder=4)
                     ax.plot([k * n_max], [e], marker="D", ms=5, color=COLORS["val"],
                             mfc="white", zorder=5)
-                    ax.annotate(f"{k}× data: {pct(e)}", (k * n_max, e),
-                                textcoords="offset points", xytext=(0, 8), ha="center",
-                                fontsize=8, color="#444444")
+                    text = f"{k}× data: {pct(e)}"
+                    if pair is not None:
+                        text += f" [{pct(pair[0])}, {pct(pair[1])}]"
+                    ax.annotate(text, (k * n_max, e), textcoords="offset points",
+                                xytext=(0, 8), ha="center", fontsize=8, color="#444444")
             ax.axvline(n_max, color="#888888", lw=0.8, ls=":")
-            ax.axhline(pl.c, color="#888888", lw=0.8, ls="-.",
-                       label=f"asymptote c = {pct(pl.c)}")
+            if pl.extrapolates and finite(pl.c):
+                ax.axhline(pl.c, color="#888888", lw=0.8, ls="-.",
+                           label=f"asymptote c = {pct(pl.c)}")
         ax.set_xscale("log")
         ax.set_xlabel("training images (log scale)")
         ax.set_ylabel("error")
@@ -227,8 +269,8 @@ def complexity_curve(cc: ComplexityCurve) -> str | None:
         fig = _figure(_WIDE, 3.4)
         axes = _subplots(fig, 1, 3 if decs else 1)
         ax = axes[0]
-        drew = _band(ax, x, cc.train_error, COLORS["train"], "train")
-        drew |= _band(ax, x, cc.val_error, COLORS["val"], "validation")
+        drew = _band(ax, x, cc.train_error, COLORS["train"], "train", dots=True)
+        drew |= _band(ax, x, cc.val_error, COLORS["val"], "validation", dots=True)
         if not drew and not decs:
             return None
         ax.set_title("train / validation error")
