@@ -64,7 +64,7 @@ def test_cli_on_the_same_run_directory_gives_the_same_numbers(diagnosed, tmp_pat
 def test_printing_a_result_is_the_console_summary(diagnosed):
     text = str(diagnosed)
     assert text.startswith("Reference fit: train")
-    assert "Decomposition: 4 models" in text and "Remedies, best first:" in text
+    assert "Decomposition: 2 models" in text and "Remedies, best first:" in text
     assert str(diagnosed.run_dir / "results.json") in text
 
 
@@ -108,9 +108,10 @@ def test_dry_run_returns_the_plan_without_training(tmp_path):
     plan = diagnose(ExperimentConfig(**FAST), dry_run=True, out=tmp_path / "p",
                     progress=False)
     assert isinstance(plan, Plan) and not (tmp_path / "p").exists()
-    # quick profile: 1 reference + 5 sizes × 2 seeds (the full size with seed 0 is the
-    # reference, seed 1 at full size is its own fit) + 4 bootstrap models, deduplicated
-    assert len(plan.rows) == 1 + 5 * 2 - 1 + 4
+    # quick profile: the reference, 2 split models (also the learning curve at n/2) and one
+    # learning-curve fit at n/4
+    assert len(plan.rows) == 1 + 2 + 1
+    assert sum("decomposition split" in r["tag"] for r in plan.rows) == 2
     assert "fits planned" in str(plan)
 
 

@@ -217,10 +217,13 @@ def test_power_law_interval_brackets_its_estimate_and_is_reproducible():
 def test_power_law_ragged_seeds():
     runs = _runs(CURVE, [1, 3, 2, 1, 2, 3], 0.002, np.random.default_rng(3))
     fit = power_law(CURVE, runs, n_max=32000)
-    assert fit["extrapolates"] and fit["err_2x_ci"] is not None
-    assert fit["err_2x_ci"][0] < fit["err_2x"] < fit["err_2x_ci"][1]
+    # some sizes with one fit: their spread is unknown, so no interval (resampling the others
+    # alone would understate the uncertainty)
+    assert fit["extrapolates"] and fit["err_2x"] is not None and fit["err_2x_ci"] is None
     assert "2 of the 6 sizes have one fit" in fit["note"]
-    assert "reflects the seed spread of the 4 sizes with ≥ 2 fits only" in fit["note"]
+    ragged = power_law(CURVE, _runs(CURVE, [2, 3, 2, 2, 2, 3], 0.002, np.random.default_rng(3)),
+                       n_max=32000)
+    assert ragged["err_2x_ci"][0] < ragged["err_2x"] < ragged["err_2x_ci"][1]
     # one fit everywhere: an estimate without an interval, and the note says why
     single = power_law(CURVE, _runs(CURVE, 1, 0.002, np.random.default_rng(3)), n_max=32000)
     assert single["extrapolates"] and single["err_2x"] is not None

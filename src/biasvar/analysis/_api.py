@@ -246,9 +246,14 @@ def _dry(fn: Any) -> Any:
 
 
 def _reference_metrics(s: _Session, ref_job: Any) -> tuple[dict[str, Any], np.ndarray]:
-    """Full metrics of the reference fit (train/val/test) from its stored best/last weights."""
+    """Full metrics of the reference fit (train/val/test), as its job scored them (or, for a
+    job stored before jobs kept them, from its stored best/last weights)."""
+    from .._io import read_json
     from ..train import build_model, evaluate, load_checkpoint
 
+    stored = s.store.dir(ref_job) / "metrics.json"
+    if stored.is_file():
+        return read_json(stored), s.store.load(ref_job).test_log_probs
     ck = load_checkpoint(s.store.dir(ref_job) /
                          ("best.pt" if s.cfg.early_stopping else "last.pt"))
     model = build_model(s.cfg, s.data)

@@ -37,13 +37,14 @@ class Profile:
 
 PROFILES: Registry[Profile] = Registry("profile")
 PROFILES.add("quick", Profile(
-    "quick", lc_fractions=(1 / 8, 1 / 4, 1 / 2, 1.0), lc_seeds=(0,), ref_seeds=(0,),
+    "quick", lc_fractions=(1 / 4, 1 / 2, 1.0), lc_seeds=(0,), ref_seeds=(0,),
     rounds=2, sampling="split", complexity=None,
     note="quick budget: one reference fit, 2 models on the halves of a random stratified split "
          "(the decomposition, the learning curve at n/2 and the noise floor's out-of-sample "
-         "predictions), and one fit at n/8 and n/4; every fit trains as configured. With 2 "
-         "models the variance terms have no model-to-model interval; use --profile thorough "
-         "for seed intervals on the curve and a width complexity curve."))
+         "predictions), and one fit at n/4; every fit trains as configured. With 2 models the "
+         "variance terms have no model-to-model interval, and 3 learning-curve sizes do not "
+         "test a power law (no extrapolation); use --profile thorough for 5 sizes with 2 seeds "
+         "each and a width complexity curve."))
 PROFILES.add("thorough", Profile(
     "thorough", lc_fractions=(1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0), lc_seeds=(0, 1),
     ref_seeds=(0, 1), rounds=2, sampling="split", complexity=("width", (0.5, 1.0, 2.0)),

@@ -253,8 +253,14 @@ def _power_law(sizes: np.ndarray, groups: list[np.ndarray], n_ref: int, resample
     notes = [fit]
     if n_ref > sizes.max() * 1.0001:
         notes.append(f"extrapolated beyond the largest measured size to n_max={n_ref:,}")
-    if resamples > 0 and not multi.any():
-        notes.append("one fit per size: no seed spread to resample, so no interval")
+    if resamples > 0 and not multi.all():
+        # a size with one fit has an unknown spread: resampling the others alone would give an
+        # interval narrower than the curve's real uncertainty
+        single = int((~multi).sum())
+        notes.append("one fit per size: no seed spread to resample, so no interval"
+                     if not multi.any() else
+                     f"no interval: {single} of the {n_sizes} sizes have one fit, whose seed "
+                     "spread is unknown (measure 2 or more seeds at every size)")
     elif resamples > 0:
         lo, hi = np.percentile(_refits(x, means, groups, multi, resamples, seed), [2.5, 97.5],
                                axis=0)
@@ -263,12 +269,6 @@ def _power_law(sizes: np.ndarray, groups: list[np.ndarray], n_ref: int, resample
                 "gain_2x_ci": [float(lo[2]), float(hi[2])], "resamples": resamples}
         notes.append(f"95% intervals from {resamples} refits on the fits resampled with "
                      "replacement within each size")
-        if not multi.all():
-            single = int((~multi).sum())
-            verb = "has one fit and enters" if single == 1 else "have one fit and enter"
-            notes.append(f"{single} of the {n_sizes} sizes {verb} every refit unchanged: the "
-                         "interval reflects the seed spread of the "
-                         f"{int(multi.sum())} sizes with ≥ 2 fits only")
     out["note"] = "; ".join(notes)
     return out
 

@@ -140,6 +140,8 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
                                                   log_probs=lps["train"][rows],
                                                   classes=data.classes)
         atomic_write_bytes(job_dir / "train_log_probs.npy", _npy(lps["train"]))
+    if rows is None:  # a full-data fit: its complete metrics serve as the reference's
+        atomic_write_json(job_dir / "metrics.json", metrics)
     flat = {}
     for s, m in metrics.items():
         flat[f"{s}_error"], flat[f"{s}_loss"] = m["error"], m["loss"]
