@@ -200,9 +200,10 @@ def test_help_shows_types_and_resolved_defaults(capsys):
     assert " V " not in out and "dataset default" not in out
     assert "--epochs INT" in out and "--lr FLOAT" in out and "--profile {quick,thorough}" in out
     flat = " ".join(out.split())
-    assert "per dataset: fashion-mnist 10, mnist 5, cifar10 20, digits 20, others 10" in flat
-    assert "per model: mlp 256, cnn 32" in flat
-    assert "caps every fit at 3 epochs" in flat
+    assert "per dataset: fashion-mnist 3, mnist 5, cifar10 20, digits 20, others 10" in flat
+    assert "per model: mlp 256, cnn 32, resnet18 64, resnet34 64 (cnn 16 on fashion-mnist)" \
+        in flat
+    assert "Every fit trains as configured" in flat
 
 
 def test_every_command_parses_to_a_function():

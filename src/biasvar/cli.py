@@ -14,8 +14,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from .config import (DATASET_DEFAULTS, MODEL_DEFAULTS, AnalysisConfig, ExperimentConfig,
-                     from_dict, load_analysis, load_config)
+from .config import (DATASET_DEFAULTS, DATASET_MODEL_DEFAULTS, MODEL_DEFAULTS, AnalysisConfig,
+                     ExperimentConfig, from_dict, load_analysis, load_config)
 from .errors import BiasvarError, suggest
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -63,7 +63,10 @@ def _default_text(f: Any) -> str:
     if f.name in DATASET_DEFAULTS["*"]:
         return f"per dataset: {_per(DATASET_DEFAULTS, f.name)}"
     if f.name in MODEL_DEFAULTS["*"]:
-        return f"per model: {_per(MODEL_DEFAULTS, f.name)}; none for linear"
+        special = [f"{m} {v[f.name]} on {d}" for (d, m), v in DATASET_MODEL_DEFAULTS.items()
+                   if f.name in v]
+        return (f"per model: {_per(MODEL_DEFAULTS, f.name)}"
+                + (f" ({', '.join(special)})" if special else "") + "; none for linear")
     if f.default is None:
         return "none"
     if isinstance(f.default, bool):
@@ -292,8 +295,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             "remedies",
             description="Is the error bias or variance, how much, and what fixes it? Writes "
             "results.json and report.html; rerunning the same command trains only what is "
-            "missing. The quick profile caps every fit at 3 epochs (unless --epochs is "
-            "given); --profile thorough trains the configured epochs.")
+            "missing. Every fit trains as configured; the quick profile makes 4 fits "
+            "(a reference, 2 split models, one learning-curve point), --profile thorough adds "
+            "seeds, sizes and a width complexity curve.")
     _run_opts(p, analysis=True)
     _add_config(p, "diagnose")
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..config import ExperimentConfig, coerce
+from ..config import ExperimentConfig, coerce, resolve
 from ..data import DataBundle
 from ..errors import ConfigError, DataError
 from ..knobs import KNOBS
@@ -61,7 +61,8 @@ def held_steps(cfg: ExperimentConfig, n: int, n_ref: int) -> ExperimentConfig:
     and not the optimisation."""
     if n >= n_ref:
         return cfg
-    epochs = math.ceil(int(cfg.epochs) * steps_per_epoch(cfg, n_ref) / steps_per_epoch(cfg, n))
+    r = resolve(cfg)
+    epochs = math.ceil(int(r.epochs) * steps_per_epoch(r, n_ref) / steps_per_epoch(r, n))
     return replace(cfg, epochs=min(epochs, EPOCHS_MAX))
 
 

@@ -148,7 +148,7 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     lp = lps["test"].astype(np.float32)
     atomic_write_bytes(job_dir / "test_log_probs.npy", _npy(lp))
     n = len(data.train) if job.train_indices is None else len(job.train_indices)
-    steps = max(1, n // min(int(job.config.batch_size), n)) * len(res.history)
+    steps = max(1, n // min(int(res.config.batch_size), n)) * len(res.history)
     result = JobResult(job.key, flat, res.history, n, time.perf_counter() - t0, lp,
                        steps=steps, stop_reason=res.stop_reason)
     atomic_write_json(job_dir / "result.json", {
