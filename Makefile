@@ -1,5 +1,6 @@
 # make run   — set everything up, then run the main job (biasvar diagnose on Fashion-MNIST)
-# make test  — set everything up, then run the test suite (slow tests excluded)
+# make test  — set everything up, then run the test suite (slow tests excluded; 2 processes,
+#              one file each at a time, the cores shared between them: tests/conftest.py)
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ run: setup system-deps
 
 test: setup
 	@scripts/system-deps.sh dataset-fashion-mnist chromium
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q

@@ -7,6 +7,32 @@ from pathlib import Path
 
 import pytest
 
+
+def _threads_per_xdist_worker() -> int | None:
+    """Torch threads for each pytest-xdist worker: the usable cores divided among the workers
+    (at least 1), or None when not running under xdist."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 1:
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+# Under `pytest -n N` the N workers share the cores: without this each worker (and each
+# `biasvar` subprocess it starts) would run one torch/OpenMP thread per core, and N workers on
+# the CI's 2 cores would fight over them. The environment is set before torch is imported here,
+# and is inherited by every subprocess (run_cli, Popen, ProcessExecutor workers).
+_XDIST_THREADS = _threads_per_xdist_worker()
+if _XDIST_THREADS is not None:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = str(_XDIST_THREADS)
+    import torch
+
+    torch.set_num_threads(_XDIST_THREADS)
+
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 

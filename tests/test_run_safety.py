@@ -3,6 +3,8 @@ another configuration or of data that changed; small-data corner cases give clea
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,19 +18,40 @@ from .data.test_custom_data import FAST, cli_error, grey_folder
 
 pytestmark = pytest.mark.timeout(300)
 
+#: the command that trains ``run`` from ``ds`` (relative paths: run with cwd= their folder)
+TRAIN_RUN = ("train", "--dataset", "imagefolder:ds", "--epochs", "1", "--out", "run", *FAST)
 
-def test_out_refuses_a_folder_that_is_not_a_run_and_fresh_keeps_foreign_files(tmp_path):
-    grey_folder(tmp_path / "ds", classes=("a", "b"), per=10)
+
+@pytest.fixture(scope="module")
+def grey_run(tmp_path_factory) -> Path:
+    """``ds``, 2 classes × 10 grey images, and ``run``, a 1-epoch run that `biasvar train`
+    trained on it. Trained once for the module, as each test would train it: a test copies the
+    two into its own folder (:func:`copy_in`) and changes its copies only."""
+    root = tmp_path_factory.mktemp("grey_run")
+    grey_folder(root / "ds", classes=("a", "b"), per=10)
+    r = run_cli(*TRAIN_RUN, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root
+
+
+def copy_in(src: Path, dst: Path, *names: str) -> None:
+    """Copy the folders ``names`` from ``src`` into ``dst``, file times included (copy2)."""
+    for name in names:
+        shutil.copytree(src / name, dst / name)
+
+
+def test_out_refuses_a_folder_that_is_not_a_run_and_fresh_keeps_foreign_files(tmp_path,
+                                                                               grey_run):
+    copy_in(grey_run, tmp_path, "ds")
     # the dataset folder itself as --out: refused, nothing written, nothing deleted
     cli_error(tmp_path, "train", "--dataset", "imagefolder:ds", "--epochs", "1", "--out", "ds",
               *FAST, words=("--out", "is not empty and is not a biasvar run directory"))
     cli_error(tmp_path, "train", "--dataset", "imagefolder:ds", "--epochs", "1", "--out", "ds",
               "--fresh", *FAST, words=("is not a biasvar run directory",))
     assert len(list((tmp_path / "ds").rglob("*.png"))) == 20
-    # a real run directory with a file of the user's in it: --fresh removes only the run's files
-    r = run_cli("train", "--dataset", "imagefolder:ds", "--epochs", "1", "--out", "run", *FAST,
-                cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    # a real run directory (TRAIN_RUN's) with a file of the user's in it: --fresh removes only
+    # the run's files
+    copy_in(grey_run, tmp_path, "run")
     (tmp_path / "run" / "notes.txt").write_text("mine")
     r = run_cli("train", "--dataset", "imagefolder:ds", "--epochs", "1", "--out", "run",
                 "--fresh", *FAST, cwd=tmp_path)
@@ -37,11 +60,9 @@ def test_out_refuses_a_folder_that_is_not_a_run_and_fresh_keeps_foreign_files(tm
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
-def test_train_into_a_run_of_another_configuration_is_refused(tmp_path):
-    grey_folder(tmp_path / "ds", classes=("a", "b"), per=10)
+def test_train_into_a_run_of_another_configuration_is_refused(tmp_path, grey_run):
+    copy_in(grey_run, tmp_path, "ds", "run")  # `base --epochs 1` trained run from ds
     base = ("train", "--dataset", "imagefolder:ds", "--out", "run", *FAST)
-    r = run_cli(*base, "--epochs", "1", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
     err = cli_error(tmp_path, *base, "--epochs", "2", "--model", "mlp",
                     words=("holds a run with another configuration", "--fresh"))
     assert "differs in: epochs, model" in err
