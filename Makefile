@@ -22,9 +22,12 @@ system-deps:
 run: setup system-deps
 	$(BIN)/biasvar diagnose
 
+# pytest-xdist: TEST_WORKERS processes (the CI's 2 cores), each given one test file at a time so
+# a module's fixtures are built once; tests/conftest.py splits the cores' threads among them.
+test: TEST_WORKERS ?= 2
 test: setup
 	@scripts/system-deps.sh dataset-fashion-mnist chromium
-	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q
