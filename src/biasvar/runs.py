@@ -42,22 +42,6 @@ class RunSetup:
         write_config(self.run_dir, self.cfg, analysis=self.analysis)
         save_splits(self.run_dir, self.data.indices)
 
-    def seconds_per_image(self) -> float:
-        """Seconds per training image at the chosen precision (from the timing probe)."""
-        t = (self.precision or {}).get("timings_ms") or _timings(self.cfg, self.data)
-        p = self.precision or {"precision": "fp32", "channels_last": False}
-        key = p["precision"] + ("+channels_last" if p["channels_last"] else "")
-        return t.get(key, min(t.values())) / 1000.0 / int(self.cfg.batch_size)
-
-
-def _timings(cfg: ExperimentConfig, data: Any) -> dict[str, float]:
-    from .models import is_conv
-    from .train import build_model, choose_precision, resolve_device
-
-    return choose_precision(replace(cfg, precision="auto"), build_model(cfg, data),
-                            data.input_shape, data.num_classes, resolve_device(cfg.device),
-                            conv=is_conv(cfg.model))["timings_ms"]
-
 
 def _stored_precision(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
     """The precision an earlier (perhaps interrupted) run in ``run_dir`` chose for ``auto``, so a

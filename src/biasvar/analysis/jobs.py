@@ -29,7 +29,7 @@ from ..config import ExperimentConfig, semantic_dict
 from ..data import DataBundle
 
 __all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "Executor",
-           "run_job", "plan_summary", "estimate_seconds"]
+           "run_job", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,18 +279,184 @@ def result_steps(job: FitJob, data: DataBundle) -> int:
     return max(1, n // bs) * int(job.config.epochs)
 
 
-def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, seconds_per_image: float) -> float:
-    """Rough time: images seen in training × seconds per image (+ a third for evaluation)."""
-    total = 0.0
+# -- the time estimate --------------------------------------------------------------------------
+#
+# Every fit is costed from what it does (run_job): its training steps, a validation pass over
+# the validation split each epoch, a checkpoint (last.pt, best.pt) each epoch, and at the end the
+# scoring passes (train rows, validation, test: inference and metrics) and the slimmed last.pt.
+# The per-step and per-image times are measured on the real training loop of each distinct
+# configuration (`fit_speed`); the rest of a fit's fixed cost is FIT_OVERHEAD_S.
+
+#: Seconds every fit costs beyond what the probe measures: result files, spec.json,
+#: history.csv, the copy of its training rows, Python bookkeeping. Small: on digits (20–80
+#: epochs of 40 steps of ~9 ms) the probe's terms already came within 1 s of each fit's measured time.
+FIT_OVERHEAD_S = 0.15
+
+#: The range around the central estimate: the sum is repeated with the timed steps' and
+#: inference chunks' lower and upper quartiles, times these factors. The probe times ~16 steps
+#: in under a second; a fit runs for minutes on a machine whose speed comes and goes. Measured on
+#: the idle 2-core development machine (default Fashion-MNIST quick diagnose: 4 fits of 3.3 to
+#: 4.2 min in all): probes a minute apart put the central estimate anywhere from 210 to 330 s
+#: for the same fits (the machine, not the probe: single steps vary as much), and two measured
+#: runs took 200 s (estimated 186–324 s) and 237 s (186–342 s); digits took 36 s (29–45 s).
+#: So the range is lopsided: a busier machine only makes fits slower.
+RANGE_FACTORS = (0.85, 1.30)
+
+#: Serialisations per epoch (last.pt with the optimizer's state, best.pt, their disk writes)
+#: and at the end (the final last.pt read and rewritten), in units of one timed last.pt.
+CHECKPOINTS_PER_EPOCH = 2.0
+CHECKPOINTS_AT_END = 2.0
+
+#: Other processes busy on this many cores (on average, while timing) make the estimate say so.
+BUSY_CORES = 0.3
+
+_SPEEDS: dict[tuple, Any] = {}
+
+
+def _speed_key(cfg: ExperimentConfig, data: DataBundle) -> tuple:
+    """What a fit's speed depends on: the model, its optimizer and batch, the augmentation, the
+    precision, device and threads, and the data's shape and sizes (not the seed or the lr)."""
+    names = ("model", "width", "depth", "dropout", "batchnorm", "weights", "freeze_backbone",
+             "optimizer", "batch_size", "augment", "augment_strength", "precision",
+             "channels_last", "device", "threads", "loader_workers")
+    return (*(getattr(cfg, k) for k in names), cfg.l1 > 0, data.name, tuple(data.input_shape),
+            data.num_classes, len(data.train), len(data.val), data.streamed)
+
+
+def fit_speed(cfg: ExperimentConfig, data: DataBundle) -> Any:
+    """The :class:`~biasvar.train._speed.FitSpeed` of ``cfg`` on ``data``: measured once per
+    distinct configuration in this process (see ``measure_fit_speed``), then cached."""
+    from ..train._speed import measure_fit_speed
+
+    key = _speed_key(cfg, data)
+    if key not in _SPEEDS:
+        _SPEEDS[key] = measure_fit_speed(cfg, data)
+    return _SPEEDS[key]
+
+
+@dataclass(frozen=True)
+class FitWork:
+    """What one fit does, in units the probe times: ``steps`` training steps of ``batch``
+    images, ``inference`` images scored by forward passes (a validation pass per epoch and the
+    final train/val/test scoring), ``scored`` images whose metrics are computed at the end, and
+    ``epochs`` (a checkpoint each)."""
+
+    steps: int
+    batch: int
+    inference: int
+    scored: int
+    epochs: int
+
+
+def fit_work(job: FitJob, data: DataBundle) -> FitWork:
+    """The work of ``job`` as run_job does it (every epoch run: early stopping may do less)."""
+    n = len(data.train) if job.train_indices is None else len(job.train_indices)
+    bs = min(int(job.config.batch_size), n)
+    epochs = int(job.config.epochs)
+    if job.train_indices is None or job.score_train:
+        train_scored = len(data.train)
+    else:
+        train_scored = int(np.unique(job.train_indices).size)
+    scored = train_scored + len(data.val) + len(data.test)
+    return FitWork(steps=max(1, n // bs) * epochs, batch=bs,
+                   inference=epochs * len(data.val) + scored, scored=scored, epochs=epochs)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The time to train some fits: ``seconds`` (central), the range ``lo``–``hi``, each fit's
+    central seconds by key, and ``basis``, a line that says what was measured."""
+
+    seconds: float
+    lo: float
+    hi: float
+    per_job: dict[str, float] = field(default_factory=dict)
+    basis: str = ""
+    #: cores other processes kept busy while the probe timed (the most of any probe), or None
+    others_cores: float | None = None
+
+    def __str__(self) -> str:
+        """The range, and where other processes were busy while timing, how busy."""
+        busy = self.others_cores
+        if busy is not None and busy >= BUSY_CORES:
+            cores = os.cpu_count() or 1
+            return (f"{format_range(self.lo, self.hi)} (timed while other processes kept "
+                    f"{busy:.1f} of {cores} cores busy: the fits speed up or slow down as that "
+                    "load changes)")
+        return format_range(self.lo, self.hi)
+
+
+def format_range(lo: float, hi: float) -> str:
+    """``"40–55 s"``, ``"4.5–6.0 min"``, ``"1.2–1.6 h"``: a time range in one unit."""
+    if hi < 90:
+        return f"{lo:.0f}–{max(hi, 1):.0f} s"
+    if hi < 90 * 60:
+        return f"{lo / 60:.1f}–{hi / 60:.1f} min"
+    return f"{lo / 3600:.1f}–{hi / 3600:.1f} h"
+
+
+def _fit_seconds(w: FitWork, sp: Any, step: float, image: float) -> float:
+    """Seconds of one fit of work ``w`` at ``step`` seconds a step (of ``sp.batch_size``
+    images) and ``image`` seconds an inference image."""
+    per_step = step * min(1.0, w.batch / sp.batch_size)  # a set smaller than one batch
+    return (w.steps * per_step + w.inference * image + w.scored * sp.metrics_s + sp.setup_s
+            + (w.epochs * CHECKPOINTS_PER_EPOCH + CHECKPOINTS_AT_END) * sp.checkpoint_s
+            + FIT_OVERHEAD_S)
+
+
+def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int = 1,
+                     threads: int | None = None) -> Estimate:
+    """The time to train ``jobs`` (in ``workers`` processes of ``threads`` torch threads each).
+
+    Each fit's time is the sum over what it does (:func:`fit_work`): training steps × the
+    median timed step, inference images (a validation pass each epoch, the final scoring of
+    train, validation and test) × the median time per image, the final metrics, building the
+    fit, its checkpoints, and FIT_OVERHEAD_S; step and image times are measured for each
+    distinct configuration (a complexity curve's widths are timed one by one) by
+    :func:`fit_speed`. The range repeats the sum with the lower and upper quartiles of the
+    timed steps and chunks, times RANGE_FACTORS. With several workers the fits run side by side:
+    the total over the workers, no less than the longest fit.
+    """
+    from dataclasses import replace as _replace
+
+    totals = [0.0, 0.0, 0.0]
+    longest = [0.0, 0.0, 0.0]
+    per_job: dict[str, float] = {}
+    timed: dict[tuple, str] = {}
+    busy: list[float] = []
     for j in jobs:
-        n = len(data.train) if j.train_indices is None else len(j.train_indices)
-        total += n * int(j.config.epochs) * seconds_per_image * 1.15
-    return total
+        cfg = j.config
+        if workers > 1 and cfg.threads is None:  # the worker processes' thread count
+            cfg = _replace(cfg, threads=threads)
+        sp = fit_speed(cfg, data)
+        if sp.others_cores is not None:
+            busy.append(sp.others_cores)
+        w = fit_work(j, data)
+        q = sp.quantile
+        secs = [_fit_seconds(w, sp, q(sp.step_s, a), q(sp.eval_s, a)) for a in (0.5, 0.25, 0.75)]
+        per_job[j.key] = secs[0]
+        for i in range(3):
+            totals[i] += secs[i]
+            longest[i] = max(longest[i], secs[i])
+        what = cfg.model + (f" width {cfg.width}" if cfg.width is not None else "")
+        timed[_speed_key(cfg, data)] = (
+            f"{what}: {q(sp.step_s, 0.5) * 1e3:.3g} ms/step of {sp.batch_size} "
+            f"(median of {len(sp.step_s)}), inference {q(sp.eval_s, 0.5) * 1e6:.3g} µs/image")
+    if workers > 1:
+        totals = [max(t / workers, m) for t, m in zip(totals, longest)]
+    mid, lo, hi = totals
+    basis = ("timed here: " + "; ".join(timed.values()) + f"; range = quartiles of the timed "
+             f"steps × {RANGE_FACTORS[0]:g}–{RANGE_FACTORS[1]:g}") if timed else ""
+    return Estimate(mid, lo * RANGE_FACTORS[0], hi * RANGE_FACTORS[1], per_job, basis,
+                    max(busy) if busy else None)
 
 
-def plan_summary(jobs: Sequence[FitJob], store: JobStore) -> list[dict[str, Any]]:
+def plan_summary(jobs: Sequence[FitJob], store: JobStore,
+                 estimate: Estimate | None = None) -> list[dict[str, Any]]:
+    per_job = estimate.per_job if estimate is not None else {}
     return [{"key": j.key, "tag": j.tag, "n_train": j.n_train, "seed": j.seed,
-             "epochs": j.config.epochs, "stored": store.done(j)} for j in jobs]
+             "epochs": j.config.epochs, "stored": store.done(j),
+             "seconds": per_job.get(j.key)} for j in jobs]
 
 
 @dataclass
@@ -334,6 +500,9 @@ class JobRunner:
             if job.key not in self._counted:
                 self.trained += 1
                 self._counted.add(job.key)
+            done = getattr(self.progress, "fit_done", None)
+            if done is not None:  # e.g. a line per fit where no bar is shown
+                done(job, r)
 
         if missing:
             self.executor.run(missing, self.store, self.data, on_done, self.progress)

@@ -13,12 +13,15 @@ if TYPE_CHECKING:
     from ..data import DataBundle
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "HISTORY_COLUMNS", "checkpoint_bytes",
-           "load_checkpoint", "history_csv", "model_spec"]
+           "load_checkpoint", "history_csv", "steps_csv", "read_steps_csv", "STEP_COLUMNS", "model_spec"]
 
 CHECKPOINT_FORMAT = "biasvar-checkpoint"
 CHECKPOINT_VERSION = 1
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                    "seconds"]
+#: steps.csv: the optimizer step ending a window, its epoch, the window's mean training loss and
+#: the learning rate of its last step
+STEP_COLUMNS = ["step", "epoch", "loss", "lr"]
 
 
 def model_spec(data: "DataBundle") -> dict[str, Any]:
@@ -67,3 +70,24 @@ def history_csv(history: list[dict[str, float]]) -> str:
         lines.append(",".join(repr(int(row[c])) if c == "epoch" else f"{row[c]:.8g}"
                               for c in HISTORY_COLUMNS))
     return "\n".join(lines) + "\n"
+
+
+def steps_csv(steps: list[dict[str, float]]) -> str:
+    """``steps.csv``'s text: one row per window of steps, the columns STEP_COLUMNS."""
+    lines = [",".join(STEP_COLUMNS)]
+    for row in steps:
+        lines.append(",".join(repr(int(row[c])) if c in ("step", "epoch") else f"{row[c]:.6g}"
+                              for c in STEP_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def read_steps_csv(path: str | Path) -> list[dict[str, float]]:
+    """The rows :func:`steps_csv` wrote (none when the file is absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split(",") != STEP_COLUMNS:
+        raise ValueError(f"{path}: not a steps.csv (its header is not {','.join(STEP_COLUMNS)})")
+    return [{c: (int(v) if c in ("step", "epoch") else float(v))
+             for c, v in zip(STEP_COLUMNS, line.split(","))} for line in lines[1:] if line]

@@ -36,7 +36,9 @@ from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..models import create_model, is_conv
 from ._callbacks import (Callback, Checkpoint, EarlyStopping, HistoryLogger, Progress,
                          TensorBoardLogger, TqdmProgress, overridden_hooks)
-from ._checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, model_spec
+from .._io import atomic_write_text
+from ._checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, model_spec,
+                          steps_csv)
 from ._optim import make_optimizer, make_scheduler
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
@@ -106,6 +108,9 @@ def ended_diverged(start: float, losses: Sequence[float], num_classes: int, *,
     return None
 
 
+#: about this many points of the per-step training loss are kept per fit (steps.csv)
+STEP_POINTS = 300
+
 
 @dataclass
 class FitResult:
@@ -124,6 +129,8 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
     #: the training loss of the first batch before any update (the divergence checks' start)
     start_loss: float | None = None
+    #: the per-step training loss and learning rate (STEP_COLUMNS; means over windows of steps)
+    steps: list[dict[str, float]] = field(default_factory=list)
 
 
 def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
@@ -264,6 +271,10 @@ class Trainer:
         self.resumed_from: int | None = None
         # the first batch's loss before the first update (see `exploded`); saved in last.pt
         self.start_loss: float | None = None
+        # the per-step log: the mean training loss over windows of `step_every` steps (about
+        # STEP_POINTS per fit) and the learning rate of each window's last step
+        self.steps_log: list[dict[str, float]] = []
+        self.step_every = max(1, self.total_steps // STEP_POINTS)
         self.key = config_hash(cfg, extra={"seed": seed, "n": self.n})
 
     # -- batches ------------------------------------------------------------------------------
@@ -321,6 +332,9 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         check_every = 1 if self.device.type == "cpu" else 16
+        every, spe, done = self.step_every, self.steps_per_epoch, self.epoch * self.steps_per_epoch
+        window = torch.zeros((), device=self.device)
+        in_window = 0
         for step, (xb, y) in enumerate(self._batches(perm), 1):
             x = self._prepare(xb, gen)
             with autocast(self.device, self.precision["precision"]):
@@ -331,8 +345,16 @@ class Trainer:
             if step == 1 and self.epoch == 0 and self.start_loss is None:
                 self.start_loss = float(loss.detach())  # one device sync per fit
             total.backward()
+            lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
+            window += loss.detach()
+            in_window += 1
+            if (done + step) % every == 0 or step == spe:  # one device sync per window
+                self.steps_log.append({"step": done + step, "epoch": self.epoch + 1,
+                                       "loss": float(window) / in_window, "lr": float(lr)})
+                window.zero_()
+                in_window = 0
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -420,7 +442,7 @@ class Trainer:
                                                         self.early.state_dict().items()
                                                         if k != "best_state"},
             "precision": self.precision, "stop_reason": self.stop_reason,
-            "start_loss": self.start_loss, **model_spec(self.data),
+            "start_loss": self.start_loss, "steps": self.steps_log, **model_spec(self.data),
         }
 
     def best_checkpoint(self, early: EarlyStopping | None = None) -> dict[str, Any]:
@@ -460,6 +482,7 @@ class Trainer:
         self.epoch = int(ck["epoch"])
         self.stop_reason = ck.get("stop_reason")
         self.start_loss = ck.get("start_loss")  # absent before it was recorded: ln K is used
+        self.steps_log = list(ck.get("steps") or [])  # absent before it was recorded
         self.early.load_state_dict(ck["early_stopping"])
         best = path.parent / "best.pt"
         if self.early.best_epoch is not None and best.is_file():
@@ -493,6 +516,8 @@ class Trainer:
                 self.history.append(logs)
                 for hook in hooks["on_epoch_end"]:
                     hook(self, logs=logs)
+                if self.run_dir is not None:
+                    atomic_write_text(self.run_dir / "steps.csv", steps_csv(self.steps_log))
             self._check_end()
         except BaseException as e:
             error = e
@@ -506,7 +531,7 @@ class Trainer:
                          precision=self.precision, best_epoch=self.early.best_epoch,
                          stop_reason=self.stop_reason, seconds=time.perf_counter() - t_start,
                          resumed_from_epoch=self.resumed_from, device=str(self.device),
-                         start_loss=self.start_loss)
+                         start_loss=self.start_loss, steps=self.steps_log)
 
 
 @torch.no_grad()

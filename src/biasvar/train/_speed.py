@@ -1,0 +1,155 @@
+"""The time estimate's probe: how fast one configuration trains and scores here, timed on the
+fit's own Trainer (its model, optimizer, schedule, augmentation, precision and data)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..config import ExperimentConfig
+from ._fit import Trainer, predict_log_probs
+
+__all__ = ["FitSpeed", "measure_fit_speed"]
+
+# -- the timing probe of the time estimate ------------------------------------------------------
+
+@dataclass(frozen=True)
+class FitSpeed:
+    """How fast one configuration trains and scores on this machine, measured by
+    :func:`measure_fit_speed` (all in seconds).
+
+    ``step_s``: each timed training step (``batch_size`` images: batch preparation with the
+    augmentation, forward, backward, optimizer and schedule step, the loop's own checks);
+    ``eval_s``: each timed inference chunk, per image (fp32, eval mode: a validation or scoring
+    pass); ``metrics_s``: the metrics of one scored split, per image; ``setup_s``: building the
+    fit (model, optimizer, data on the device); ``checkpoint_s``: serialising one ``last.pt``;
+    ``others_cores``: the cores other processes kept busy meanwhile, on average (None where
+    /proc/stat is not there): a probe on a busy machine times what that load leaves over.
+    """
+
+    step_s: tuple[float, ...]
+    eval_s: tuple[float, ...]
+    metrics_s: float
+    setup_s: float
+    checkpoint_s: float
+    batch_size: int
+    others_cores: float | None = None
+
+    @staticmethod
+    def quantile(values: tuple[float, ...], q: float) -> float:
+        """The ``q`` quantile of ``values`` (linear interpolation; 0.5 is the median)."""
+        v = sorted(values)
+        pos = q * (len(v) - 1)
+        i = int(pos)
+        return v[i] if i + 1 >= len(v) else v[i] + (v[i + 1] - v[i]) * (pos - i)
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy ticks of the whole machine, ticks of this process) from /proc, or None."""
+    try:
+        with open("/proc/stat") as f:
+            cpu = [int(v) for v in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    # user nice system idle iowait irq softirq steal …; this process: utime stime (fields 14, 15)
+    return sum(cpu[:8]) - cpu[3] - cpu[4], int(own[11]) + int(own[12])
+
+
+class _Enough(Exception):
+    """Ends the probe's training loop once enough steps are timed."""
+
+
+def measure_fit_speed(cfg: ExperimentConfig, data: object, *, warmup: int = 3,
+                      max_steps: int = 16, min_steps: int = 3, budget_s: float = 1.5) -> FitSpeed:
+    """Time the real training loop of ``cfg`` on ``data``'s first rows: the fit's own
+    :class:`~biasvar.train.Trainer` (its model, optimizer, schedule, augmentation, precision,
+    thread count and data pipeline) runs ``Trainer.train_one_epoch`` with a hook that stamps
+    each step's end. ``warmup`` steps are dropped (on Fashion-MNIST's CNN the first 3–4 are
+    10–25 % slower than the rest), then up to ``max_steps`` are timed (fewer,
+    but at least ``min_steps``, once they take ``budget_s``), so the probe costs about a second
+    for a model whose fits take minutes, and milliseconds for a tiny one. Then inference on up
+    to 1024 validation images (one warm-up, up to 3 timed), the metrics of that chunk, and one
+    ``last.pt`` serialisation. Nothing is written; torch's RNG and thread count are restored.
+
+    The probe trains a throw-away copy, so it changes no result; measure with ``cfg`` resolved
+    and its precision fixed (an analysis's job configs are), else the precision is timed first.
+    """
+    import numpy as np
+
+    from ..metrics import classification_metrics
+    from ._checkpoint import checkpoint_bytes
+
+    threads = torch.get_num_threads()
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        n = len(data.train)  # type: ignore[attr-defined]
+        bs = min(int(cfg.batch_size or 64), n)
+        rows = np.arange(min(n, bs * (warmup + max_steps)))
+        for _ in range(2):  # a slow first build may be one-off work (imports): build again
+            t0 = time.perf_counter()
+            trainer = Trainer(cfg, data, seed=cfg.seed, train_indices=rows,  # type: ignore[arg-type]
+                              run_dir=None, callbacks=(), progress=None, desc="timing probe")
+            setup_s = time.perf_counter() - t0
+            if setup_s < 0.2:
+                break
+        sync = (lambda: torch.cuda.synchronize(trainer.device)) \
+            if trainer.device.type == "cuda" else (lambda: None)
+        marks: list[float] = []   # marks[k]: when step k+1 ended
+
+        def stamp(tr: object, **kwargs: object) -> None:
+            sync()
+            marks.append(time.perf_counter())
+            timed = len(marks) - warmup
+            if timed >= max_steps or (timed >= min_steps
+                                      and marks[-1] - marks[warmup - 1] >= budget_s):
+                raise _Enough
+
+        trainer._batch_end = [stamp]
+        ticks0, wall0 = _cpu_ticks(), time.perf_counter()
+        try:
+            while True:  # a set smaller than the probe's steps: more epochs
+                trainer.train_one_epoch()
+                trainer.epoch += 1
+        except _Enough:
+            pass
+        finally:
+            trainer._batch_end = []
+            trainer._close_loaders()
+        step_s = tuple(b - a for a, b in zip(marks[warmup - 1:], marks[warmup:]))
+        ticks1, wall = _cpu_ticks(), time.perf_counter() - wall0
+        others = None
+        if ticks0 is not None and ticks1 is not None and wall > 0:
+            hz = os.sysconf("SC_CLK_TCK")
+            others = max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / wall)
+
+        val = data.val if len(data.val) else data.train  # type: ignore[attr-defined]
+        part = val.subset(np.arange(min(len(val), 1024)))  # one inference batch
+        eval_s: list[float] = []
+        for i in range(4):
+            t0 = time.perf_counter()
+            lp = predict_log_probs(trainer.model, part.x, trainer.scale, trainer.shift,
+                                   trainer.device, channels_last=trainer.precision["channels_last"],
+                                   workers=trainer.workers)
+            sync()
+            if i:  # the first is the warm-up
+                eval_s.append((time.perf_counter() - t0) / len(part))
+            if i and sum(eval_s) * len(part) >= budget_s / 2:
+                break
+        t0 = time.perf_counter()
+        classification_metrics(part.y.numpy(), log_probs=lp.cpu().numpy(),
+                               classes=data.classes)  # type: ignore[attr-defined]
+        metrics_s = (time.perf_counter() - t0) / len(part)
+        t0 = time.perf_counter()
+        checkpoint_bytes(trainer.checkpoint())
+        checkpoint_s = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    return FitSpeed(step_s, tuple(eval_s), metrics_s, setup_s, checkpoint_s, bs, others)
