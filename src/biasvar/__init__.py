@@ -38,7 +38,7 @@ _EXPORTS = {
     **{name: "analysis" for name in (
         "diagnose", "learning_curve", "complexity_curve", "decompose", "decompose_predictions",
         "Results", "load_results", "verdict", "Thresholds", "Plan", "ResultsError")},
-    "KNOBS": "knobs", "REMEDIES": "knobs",
+    "KNOBS": "knobs", "REMEDIES": "knobs", "compare": "report",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

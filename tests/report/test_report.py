@@ -113,9 +113,11 @@ def test_fixture_renders_every_section_fast_and_offline(run_dir: Path, results: 
     assert _section_ids(text) == ALL_SECTIONS
     assert "could not be drawn" not in text  # no section fell over
     els = parse(text)
-    # plots are inline PNGs; nothing refers to a file or the network
+    # plots are inline SVG, the gallery's images inline PNGs; nothing refers to a file or the
+    # network
     srcs = [e["attrs"].get("src", "") for e in els if e["tag"] == "img"]
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len([e for e in els if e["tag"] == "svg"]) == len(PLOT_SECTIONS) + 1
     assert not [e for e in els if e["tag"] in ("script", "link", "iframe", "object", "embed")]
     # one gallery image per gallery.json entry, captions from the file
     gallery = json.loads((run_dir / "gallery.json").read_text())
@@ -441,7 +443,9 @@ def test_fragment_shows_the_verdict_remedies_and_plots(memory_results, fragment:
     assert text.lstrip().startswith("<div") and text.rstrip().endswith("</div>")
     for tag in ("<html", "<body", "<head", "<script", "<link", "<iframe", "<!DOCTYPE"):
         assert tag.lower() not in text.lower(), tag
-    assert "http://" not in text and "https://" not in text and "url(" not in text
+    assert "http://" not in text and "https://" not in text
+    # url() only to the plots' own clip paths (#id in the same SVG), never to a resource
+    assert re.search(r"url\((?!#[A-Za-z0-9_-]+\))", text) is None
     assert "could not be drawn" not in text
     els = parse(text)
     # the same sections as the page, but those that need the run's files (gallery.json)
@@ -453,15 +457,15 @@ def test_fragment_shows_the_verdict_remedies_and_plots(memory_results, fragment:
     pos = [verdict["text"].index(r.action.replace("`", "")) for r in
            sorted(v.remedies, key=lambda r: r.rank)]
     assert pos == sorted(pos) and len(pos) == len(v.remedies) >= 3
-    # every plot inline: an <img> with a data: PNG in each section that draws one
-    imgs = [e for e in els if e["tag"] == "img"]
-    assert imgs and all(e["attrs"]["src"].startswith("data:image/png;base64,") for e in imgs)
-    sections = [e for e in els if e["tag"] in ("section", "img")]
+    # every plot inline: an <svg> in each section that draws one, no bitmap
+    svgs = [e for e in els if e["tag"] == "svg"]
+    assert not [e for e in els if e["tag"] == "img"]  # no gallery in a fragment
+    sections = [e for e in els if e["tag"] in ("section", "svg")]
     for sid in PLOT_SECTIONS:
         start = next(i for i, e in enumerate(sections) if e["tag"] == "section"
                      and e["attrs"]["class"] == sid)
-        assert start + 1 < len(sections) and sections[start + 1]["tag"] == "img", sid
-    assert len(imgs) == len(PLOT_SECTIONS) + 1  # + the decomposition per class
+        assert start + 1 < len(sections) and sections[start + 1]["tag"] == "svg", sid
+    assert len(svgs) == len(PLOT_SECTIONS) + 1  # + the decomposition per class
     # the key figures as saved
     figures = [e for e in els if e["tag"] == "section" and e["attrs"]["class"] == "figures"][0]
     assert f"{100 * memory_results.test_error:.2f}%" in figures["text"]
@@ -515,4 +519,4 @@ def test_chromium_renders_the_fragment(fragment: str, memory_results, tmp_path: 
     els = parse(dump_dom(page))
     verdict = [e for e in els if e["tag"] == "section" and e["attrs"].get("class") == "verdict"]
     assert len(verdict) == 1 and memory_results.verdict.label in verdict[0]["text"]
-    assert len([e for e in els if e["tag"] == "img"]) == len(PLOT_SECTIONS) + 1
+    assert len([e for e in els if e["tag"] == "svg"]) == len(PLOT_SECTIONS) + 1

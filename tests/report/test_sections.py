@@ -249,8 +249,8 @@ def test_points_table_and_policy_under_the_plot(run_dir: Path, results: dict) ->
                        f"{100 * p['val_error']:.2f}%{p['fit']}")
     assert sum(r.startswith("1,294") for r in rows) == 2  # the ragged size: 2 fits
     # the plot is after the heading and before the table
-    kinds = [e["tag"] for e in inside if e["tag"] in ("img", "table")]
-    assert kinds[0] == "img"
+    kinds = [e["tag"] for e in inside if e["tag"] in ("svg", "table")]
+    assert kinds[0] == "svg"
 
 
 def test_many_points_fold_into_details(run_dir: Path, results: dict) -> None:
@@ -293,7 +293,7 @@ def test_power_law_predictions_with_intervals(run_dir: Path, results: dict) -> N
     lo, hi = pl["err_10x_ci"]
     assert f"{100 * pl['err_10x']:.2f}% [{100 * lo:.2f}%, {100 * hi:.2f}%]" in t
     assert "[0.10, 1.20]" in t  # the gain's interval, in points
-    assert "200 resamples of the seeds" in t and "extrapolated to 10×" in t
+    assert "200 resamples of the seeds" in t and "its predictions at more data" in t
 
 
 def test_power_law_that_does_not_extrapolate_says_why(run_dir: Path, results: dict) -> None:
@@ -308,9 +308,9 @@ def test_power_law_that_does_not_extrapolate_says_why(run_dir: Path, results: di
     assert "No extrapolation" in t and "the asymptote c sits at its bound 0" in t
     assert "with 2× the data" not in t and "Predicted" not in t
     assert "drawn over the measured sizes only" in t
-    # the fit is drawn up to the largest size, not beyond
+    # the fit is drawn up to the largest size, not beyond (the figure itself: test_plots_read)
     p = LearningCurve.from_dict(results["learning_curve"]).power_law
-    n, _ = _plots._power_law_grid(p, 80.0)
+    n, _ = _plots._power_law_grid(p, 80.0, float(p.n_max))
     assert n.max() == pytest.approx(p.n_max)
 
 

@@ -447,12 +447,14 @@ class Fits(_Record):
 
 @dataclass(frozen=True)
 class Reference(_Record):
-    """The reference fit: metrics per split (as in metrics.json) and its per-epoch history."""
+    """The reference fit: metrics per split (as in metrics.json), its per-epoch history and its
+    per-step training loss and learning rate (steps.csv's rows: step, epoch, loss, lr)."""
 
     train: dict[str, Any] | None = None
     val: dict[str, Any] | None = None
     test: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -503,6 +505,9 @@ class Results(_Record):
     fits: Fits | None = _omit()
     environment: dict[str, Any] | None = _omit()
     timing: dict[str, Any] | None = _omit()
+    #: the path of the run directory this run was derived from (a tuning or remedy run made
+    #: from another); absent in results.json when None, so older files read unchanged
+    derived_from: str | None = _omit()
     extra: dict[str, Any] = field(default_factory=dict)
     #: the run directory it was read from or written to (not part of results.json)
     run_dir: Path | None = field(default=None, compare=False, metadata={"write": False})
@@ -535,8 +540,9 @@ class Results(_Record):
         return dataclasses.replace(self, **changes)
 
     # --- showing itself -------------------------------------------------------------------
-    def summary(self, *, verbose: bool = True) -> str:
-        """The console summary the CLI prints."""
+    def summary(self, *, verbose: bool = False) -> str:
+        """The console summary the CLI prints: the verdict, the figures it rests on and the top
+        remedies (``verbose``: every table and sentence too)."""
         from ._console import format_results
 
         return format_results(self, verbose=verbose)

@@ -7,8 +7,10 @@ noise floor of the training labels (with a gallery of suspected mislabelled trai
 training / learning (with every fit's budget) / complexity curves, the bias–variance
 decomposition, the confusion matrix, per-class metrics, a gallery of the most confidently wrong
 test images, and the run's fits, config and environment. Sections
-whose data is absent are left out. Figures are inline PNGs drawn with matplotlib (Agg) from the
-saved numbers; nothing is recomputed or retrained, and this package never imports torch.
+whose data is absent are left out. Figures are inline SVG drawn with matplotlib (Agg) from the
+saved numbers, each with its values in a table; nothing is recomputed or retrained, and this
+package never imports torch. A run derived from another (``derived_from``) gets
+``compare.html`` beside it and a link; :func:`compare` puts any runs side by side.
 
 :func:`render_fragment` gives the same sections for one :class:`~biasvar.analysis.Results` as an
 offline HTML fragment (a ``<div>`` with its own scoped style): what the results show in Jupyter.
@@ -19,10 +21,12 @@ PosixPath('runs/diagnose-fashion-mnist-cnn-1a2b3c4d/report.html')
 """
 from __future__ import annotations
 
-from ._html import render_fragment, render_html, render_report
+from ._compare import compare
+from ._html import render_fragment, render_html
+from ._page import render_report
 from ._load import load_run
 
-__all__ = ["render_report", "render_fragment", "load_run", "render_html"]
+__all__ = ["render_report", "render_fragment", "load_run", "render_html", "compare"]
 
 
 

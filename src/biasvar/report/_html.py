@@ -1,5 +1,5 @@
-"""The HTML: one self-contained, offline page (inline CSS, inline base64 PNG figures), or the same
-sections as a fragment for Jupyter.
+"""The HTML: one self-contained, offline page (inline CSS, inline SVG figures, the gallery's
+images as base64 PNG), or the same sections as a fragment for Jupyter.
 
 Every section is built from the run's saved data only — the typed
 :class:`~biasvar.analysis._results.Results` of results.json and the other run files (see
@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .._fmt import count, fmt_value, gain, num, pct, pts
-from .._io import atomic_write_text
 from ..analysis._results import LearningCurve, NoiseFloor, Reference, Results, ResultsError, Term
 from ..analysis.noise import NOISE_TARGET_PREFIX
-from ._load import RUN_FILES, load_run, number, run_of
+from ._load import RUN_FILES, number, run_of
 
-__all__ = ["render_report", "render_html", "render_fragment", "LABEL_PHRASES"]
+__all__ = ["render_html", "render_fragment", "LABEL_PHRASES"]
 
 #: the human reading of each verdict label (the README's results.json verdict.label)
 LABEL_PHRASES = {
@@ -57,8 +56,9 @@ _CSS = """
 .bvr .muted,.bvr .note{color:var(--muted);font-size:13.5px}
 .bvr code{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
  background:var(--soft);padding:1px 4px;border-radius:3px;word-break:break-word}
-.bvr img.plot{display:block;width:100%;height:auto;margin:6px 0}
-.bvr img.plot.square{max-width:640px;margin:6px auto}
+.bvr figure.plot{margin:6px 0}
+.bvr figure.plot svg{display:block;height:auto;margin:0 auto}
+.bvr figure.plot.square svg{max-width:640px !important}
 .bvr table{border-collapse:collapse;width:100%;font-size:13.5px;margin:6px 0}
 .bvr th,.bvr td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;
  vertical-align:top}
@@ -146,10 +146,12 @@ def _signed(x: float | None) -> str:
     return "+" + text if x is not None and x > 0 else text
 
 
-def _img(b64: str | None, alt: str, cls: str = "plot") -> str:
-    if not b64:
+def _img(svg: str | None, alt: str, cls: str = "plot") -> str:
+    """A figure's inline SVG (from :mod:`._plots`) with ``alt`` as its accessible title."""
+    if not svg or not svg.startswith("<svg"):
         return ""
-    return f'<img class="{cls}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{_e(alt)}" ', 1)
+    return f'<figure class="{cls}">{svg}</figure>'
 
 
 def _table(head: Sequence[tuple[str, bool]], rows: Sequence[Sequence[str]],
@@ -196,6 +198,12 @@ def _kv_table(d: Mapping[str, Any]) -> str:
                                                                     '<table class="kv">', 1)
 
 
+def _quality(q: float | None) -> str:
+    """A label quality (a probability, often tiny for the worst suspects: 0.000 would hide the
+    ranking): two significant digits."""
+    return num(q) if q is None or q >= 0.01 or q == 0 else f"{q:.2g}"
+
+
 def _card(key: str, value: str, detail: str = "") -> str:
     d = f'<div class="d">{detail}</div>' if detail else ""
     return f'<div class="card"><div class="k">{key}</div><div class="v">{value}</div>{d}</div>'
@@ -235,6 +243,10 @@ class _Run:
         rows = run.get("history") or (r.reference.history if r and r.reference else [])
         self.history: list[dict[str, float | None]] = [
             {str(k): number(v) for k, v in row.items()} for row in rows]
+        ref_steps = getattr(r.reference, "steps", None) if r and r.reference else None
+        self.steps: list[dict[str, float | None]] = [
+            {str(k): number(v) for k, v in row.items()} for row in
+            (run.get("steps") if run.get("history") else None) or ref_steps or []]
         self.config: Mapping[str, Any] = run.get("config") or (r.config if r else None) or {}
         self.env: Mapping[str, Any] = run.get("env") or (r.environment if r else None) or {}
         self.gallery: list[dict] = [g for g in run.get("gallery") or [] if isinstance(g, dict)]
@@ -284,9 +296,11 @@ def _header(run: _Run, nav: list[tuple[str, str]]) -> str:
     links = "".join(f'<a href="#{sid}">{_e(t)}</a>' for sid, t in nav)
     r = run.results
     profile = f" · profile {_e(r.profile)}" if r is not None and r.profile else ""
+    # the link to the comparison with the run this one was derived from (render_report's)
+    derived = run.raw.get("derived_html") or "" if run.page else ""
     return (f"<header><h1>biasvar report: {run.title()}</h1>"
             f'<div class="sub">run directory <code>{_e(run.raw.get("run_dir") or "")}</code>'
-            f"{profile}</div><nav>{links}</nav></header>")
+            f"{profile}</div><nav>{links}</nav>{derived}</header>")
 
 
 def _verdict(run: _Run) -> str:
@@ -317,9 +331,12 @@ def _verdict(run: _Run) -> str:
                      "decomposition's ensemble gain or the complexity curve); "
                      "“not measured” remedies are ranked by how far their side exceeds its "
                      "threshold.</p>")
-    if v.caveats:
+    caveats = list(v.caveats)
+    if run.results.profile_note:  # what the profile trained and what it cannot show
+        caveats.append(f"Profile {run.results.profile or ''}: {run.results.profile_note}")
+    if caveats:
         parts.append('<h3>Caveats</h3><ul class="caveats">'
-                     + "".join(f"<li>{_t(x)}</li>" for x in v.caveats) + "</ul>")
+                     + "".join(f"<li>{_t(x)}</li>" for x in caveats) + "</ul>")
     if v.thresholds:
         cells = ", ".join(f"<code>{_e(k)}</code> = {_e(fmt_value(val))}"
                           for k, val in v.thresholds.items())
@@ -373,6 +390,19 @@ def _key_figures(run: _Run) -> str:
     return run.section("figures", "Key figures", "\n".join(body))
 
 
+def _history_table(rows: Sequence[Mapping[str, float | None]]) -> str:
+    """The plotted per-epoch values, as a collapsed table under the plot."""
+    head = [("epoch", True), ("train loss", True), ("train accuracy", True),
+            ("validation loss", True), ("validation accuracy", True), ("learning rate", True),
+            ("seconds", True)]
+    body = [[count(row.get("epoch")), num(row.get("train_loss")),
+             pct(row.get("train_accuracy"), 2), num(row.get("val_loss")),
+             pct(row.get("val_accuracy"), 2), _e(fmt_value(row.get("lr"))),
+             num(row.get("seconds"), 1)] for row in rows]
+    return (f'<details class="values"><summary>Values per epoch ({len(body)})</summary>'
+            f"{_table(head, body)}</details>")
+
+
 def _training(run: _Run, plots: Any) -> str:
     if not run.history:
         return ""
@@ -381,15 +411,26 @@ def _training(run: _Run, plots: Any) -> str:
               for i, row in enumerate(rows)]
     columns = {f"{s}_{k}": [row.get(f"{s}_{k}") for row in rows]
                for s in ("train", "val") for k in ("loss", "accuracy")}
-    png = plots.training_curves(epochs, columns)
-    if not png:
+    steps = {k: [row.get(k) for row in run.steps] for k in ("step", "epoch", "loss", "lr")}
+    svg = plots.training_curves(epochs, columns, steps if run.steps else None)
+    if not svg:
         return ""
-    body = [_img(png, "training and validation loss and accuracy per epoch")]
+    body = [_img(svg, "training loss per step and per epoch, accuracy per epoch, and the "
+                 "learning rate per step")]
     fall = run.results.train_loss_still_falling if run.results is not None else None
     if fall is not None and fall.evidence:
         state = "still falling" if fall.value else "flat"
         body.append(f"<p>Training loss at the end: <b>{state}</b>. "
                     f'<span class="muted">{_e(fall.evidence)}</span></p>')
+    body.append('<p class="note">The epoch\'s <b>train</b> values are running means over its '
+                "batches in train mode (dropout and augmentation on, the weights still "
+                "changing), so early epochs read worse than the model at their end; "
+                "<b>validation</b> is scored after each epoch in eval mode. The train error "
+                "of the key figures is scored after training, in eval mode, like validation."
+                + (" The faint line is the training loss per step (means over windows of "
+                   "steps); the last panel the learning rate at each step." if run.steps
+                   else "") + "</p>")
+    body.append(_history_table(rows))
     return run.section("training", "Training curves", "\n".join(body),
                        "Train vs validation per epoch. A widening gap is variance; a training "
                        "loss still falling at the end means training longer may cut bias.")
@@ -467,19 +508,29 @@ def _learning(run: _Run, plots: Any) -> str:
     lc = run.results.learning_curve if run.results is not None else None
     if lc is None:
         return ""
-    png = plots.learning_curve(lc)
+    t = run.results.target_error
+    png = plots.learning_curve(lc, t.value if t is not None else None)
     if not png:
         return ""
     body = [_img(png, "learning curve: error against training-set size")]
     pl = lc.power_law
     if pl is not None:
         body += _power_law_text(pl)
-    dashed = ("The dashed line is the power law fitted to the validation error, extrapolated "
-              "to 10× the largest size." if pl is not None and pl.ok and pl.extrapolates else
+    sizes = len(set(lc.sizes))
+    dashed = ("The dashed line is the power law fitted to the validation error and its "
+              "predictions at more data (diamonds, with their 95% intervals)."
+              if pl is not None and pl.ok and pl.extrapolates else
               "The dashed line is the power law fitted to the validation error, drawn over the "
-              "measured sizes only." if pl is not None and pl.ok else "")
-    body.append(f'<p class="note">{_seeds_per_size(lc)}; bands are the saved 95% intervals of '
-                f"the mean over seeds, dots each seed's fit. {dashed}</p>")
+              "measured sizes only: it is not trusted beyond them."
+              if pl is not None and pl.ok and sizes >= 4 else
+              f"No power law is drawn: with {sizes} sizes its 3 parameters pass through the "
+              "points exactly, so it is untested." if pl is not None and pl.ok else "")
+    target = (f" The dash-dotted line is the target error ({pct(t.value)})."
+              if t is not None else "")
+    body.append(f'<p class="note">{_seeds_per_size(lc)}; each dot is one fit, the line joins '
+                "the means, and the band spans the lowest to the highest seed at each size "
+                f"(not a confidence interval). The x axis is ticked at the measured sizes. "
+                f"{dashed}{target}</p>")
     if lc.policy:
         end = "" if lc.policy.rstrip().endswith((".", "!", "?")) else "."
         body.append(f"<p><b>Training budget across sizes</b>: {_t(lc.policy)}{end}</p>")
@@ -489,6 +540,38 @@ def _learning(run: _Run, plots: Any) -> str:
                        "Error against the number of training images. Validation error still "
                        "falling at the right edge: more data helps (variance). Both curves flat "
                        "and high: more data will not help (bias).")
+
+
+def _seed_range(values: Sequence[float] | None) -> str:
+    """``min–max`` of a point's seed values (two or more), else nothing."""
+    vals = [number(v) for v in values or []]
+    vals = [v for v in vals if v is not None]
+    return f" ({pct(min(vals), 2)}–{pct(max(vals), 2)})" if len(vals) >= 2 else ""
+
+
+def _complexity_table(cc: Any) -> str:
+    """The plotted values: mean train / validation error (min–max over seeds) and, where
+    measured, the 0-1 decomposition's terms at each value."""
+    decs = cc.decomposition if cc.decomposition and len(cc.decomposition) == len(cc.values) \
+        else [None] * len(cc.values)
+    with_dec = any(decs)
+    head = [(_e(cc.param), False), ("train error", True), ("validation error", True)]
+    if with_dec:
+        head += [("0-1 bias", True), ("net variance", True), ("0-1 loss", True)]
+    rows = []
+    for i, v in enumerate(cc.values):
+        def at(band: Any) -> str:
+            mean = band.mean[i] if i < len(band.mean) else None
+            vals = band.values[i] if i < len(band.values) else None
+            return pct(mean, 2) + _seed_range(vals)
+        row = [_e(fmt_value(v)), at(cc.train_error), at(cc.val_error)]
+        if with_dec:
+            d = decs[i]
+            row += ([pct(d.zero_one.bias.value, 2), pct(d.zero_one.net_variance.value, 2),
+                     pct(d.zero_one.loss.value, 2)] if d is not None else ["—"] * 3)
+        rows.append(row)
+    return (f'<details class="values" open><summary>Values at each {_e(cc.param)} (mean, '
+            f"min–max over seeds)</summary>{_table(head, rows)}</details>")
 
 
 def _complexity(run: _Run, plots: Any) -> str:
@@ -508,6 +591,7 @@ def _complexity(run: _Run, plots: Any) -> str:
     if cc.decomposition and any(cc.decomposition):
         body.append('<p class="note">Middle and right: the bias–variance decomposition at each '
                     "value (error bars: 95% CI over test points).</p>")
+    body.append(_complexity_table(cc))
     return run.section("complexity", f"Complexity curve: {_e(cc.param)}", "\n".join(body),
                        "Error as capacity or regularisation changes. Train error falling while "
                        "validation error rises: the larger setting overfits (variance); both "
@@ -682,7 +766,7 @@ def _suspect_cards(run: _Run) -> list[str]:
             f'src="data:image/png;base64,{b64.replace(chr(10), "")}">'
             f'<figcaption>given: <b class="p">{_e(g.get("given", "?"))}</b> → '
             f'<b class="t">{_e(g.get("predicted", "?"))}</b><br>'
-            f'<span class="muted">quality {num(number(g.get("quality")))} · '
+            f'<span class="muted">quality {_quality(number(g.get("quality")))} · '
             f'row {_e(g.get("row", "?"))}</span>{f_html}</figcaption></figure>')
     return cards
 
@@ -720,7 +804,7 @@ def _noise(run: _Run) -> str:
         body.append(f'<div class="gallery">{"".join(cards)}</div>')
     elif nf.suspects:
         rows = [[_e(x.row), f"<code>{_e(x.file)}</code>" if x.file else "—", _e(x.given),
-                 _e(x.predicted), num(x.quality)] for x in nf.suspects]
+                 _e(x.predicted), _quality(x.quality)] for x in nf.suspects]
         body.append("<h3>Suspected mislabelled training images</h3>")
         body.append(_table([("row", True), ("file", False), ("given", False),
                             ("predicted", False), ("quality", True)], rows))
@@ -849,30 +933,3 @@ def render_fragment(results: Results) -> str:
     return (f'<div class="bvr bvr-fragment">\n<style>{_CSS}{_FRAGMENT_CSS}</style>\n'
             f'<div class="bvr-head"><b>biasvar</b> {r.title()}{profile}{where}</div>\n'
             f'{body}<div class="bvr-foot">{foot}</div>\n</div>\n')
-
-
-def render_report(run_dir: str | Path, *, out: Path | None = None) -> Path:
-    """Render ``report.html`` for a run directory from its saved files, without training.
-
-    Args:
-        run_dir: a biasvar run directory (the README's results.json contract): any of
-            config.yaml, env.json, history.csv, metrics.json, gallery.json, suspects.json,
-            results.json.
-        out: where to write the page (default ``run_dir/report.html``); written atomically.
-
-    Returns:
-        The path of the written page.
-
-    Raises:
-        BiasvarError: ``run_dir`` is not a folder.
-        ResultsError: results.json is not valid (names the key path, e.g.
-            ``decomposition.zero_one.bias.value``).
-
-    >>> render_report("runs/diagnose-fashion-mnist-cnn-1a2b3c4d")  # doctest: +SKIP
-    PosixPath('runs/diagnose-fashion-mnist-cnn-1a2b3c4d/report.html')
-    """
-    run = load_run(run_dir)
-    page = render_html(run)
-    path = Path(out) if out is not None else Path(run_dir) / "report.html"
-    atomic_write_text(path, page)
-    return path

@@ -23,7 +23,7 @@ __all__ = ["load_run", "run_of", "number", "RUN_FILES"]
 
 #: key in :func:`load_run`'s mapping -> file name in the run directory
 RUN_FILES = {"config": "config.yaml", "env": "env.json", "history": "history.csv",
-             "metrics": "metrics.json", "gallery": "gallery.json", "suspects": "suspects.json",
+             "steps": "steps.csv", "metrics": "metrics.json", "gallery": "gallery.json", "suspects": "suspects.json",
              "results": "results.json"}
 
 
@@ -51,7 +51,7 @@ def _cell(text: str | None) -> float | int | None:
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:
-    """history.csv as a list of per-epoch dicts (one per row; cells as numbers or None)."""
+    """history.csv (or steps.csv) as a list of dicts, one per row (cells as numbers or None)."""
     with open(path, encoding="utf-8", newline="") as f:
         return [{str(k): _cell(v) for k, v in row.items() if k is not None}
                 for row in csv.DictReader(f)]
@@ -72,7 +72,7 @@ def _read_json(path: Path) -> Any:
 # the files besides results.json: reader, and what each must parse to (anything else is
 # reported as a problem and ignored)
 _READERS = {"config": (_read_yaml, dict), "env": (_read_json, dict),
-            "history": (_read_history, list), "metrics": (_read_json, dict),
+            "history": (_read_history, list), "steps": (_read_history, list), "metrics": (_read_json, dict),
             "gallery": (_read_json, list), "suspects": (_read_json, list)}
 
 
@@ -97,7 +97,7 @@ def _read_files(root: Path, out: dict[str, Any]) -> None:
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """Read whatever of config.yaml, env.json, history.csv, metrics.json, gallery.json,
+    """Read whatever of config.yaml, env.json, history.csv, steps.csv, metrics.json, gallery.json,
     suspects.json and results.json a run directory holds.
 
     Args:
@@ -108,6 +108,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         :data:`RUN_FILES` for each file present and readable: ``results`` (a typed
         :class:`~biasvar.analysis._results.Results`), ``config`` (mapping from YAML), ``env`` /
         ``metrics`` (mappings), ``history`` (list of per-epoch dicts with numbers or None),
+        ``steps`` (the same per window of optimizer steps: step, epoch, loss, lr),
         ``gallery`` / ``suspects`` (lists: the most confidently wrong test images, the
         training images suspected of wrong labels). One of the other files that exists but
         cannot be parsed, or parses to the wrong type, is left out and described in

@@ -1,16 +1,18 @@
-"""The report's figures: matplotlib (Agg, no pyplot state) to inline base64 PNG.
+"""The report's figures: matplotlib (Agg, no pyplot state) to inline SVG.
 
 Every function draws saved results as they are — the typed records of
 :mod:`biasvar.analysis._results` (``LearningCurve``, ``ComplexityCurve``, ``Decomposition``, ...)
-or plain arrays — and returns the PNG as a base64 string, or None when there is nothing to draw.
-Nothing here recomputes a statistic: bands are the saved ``lo``/``hi``, error bars the saved
-``ci95``, the extrapolation the saved power-law parameters evaluated on a grid.
+or plain arrays — and returns the SVG markup, or None when there is nothing to draw.
+Nothing here recomputes a statistic: curve bands span the saved seed ``values`` (lowest to
+highest), error bars are the saved ``ci95``, the extrapolation the saved power-law parameters
+evaluated on a grid up to the predictions they were trusted for.
 """
 from __future__ import annotations
 
-import base64
 import io
+import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,6 @@ _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsi
        "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
        "legend.frameon": True, "legend.framealpha": 0.85, "legend.edgecolor": "none",
        "svg.fonttype": "none"}
-_DPI = 150  # figures are ~6-9.4 in wide: ~900-1400 px, sharp when shown at <= 940 css px
 _WIDE = 9.4  # inches: the report's content width at 100 dpi
 
 
@@ -53,12 +54,28 @@ def _short(name: Any, n: int = 18) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _png(fig: Figure) -> str:
-    """The figure as base64 PNG (no 'Software' metadata: the page stays free of any URL)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.08,
-                metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+_SVG_COUNT = itertools.count()
+
+
+def _svg(fig: Figure) -> str:
+    """The figure as inline SVG markup for an HTML page: vector (crisp at any zoom), text kept as
+    text (``svg.fonttype: none``), ids salted per figure so several plots share a page, and no
+    XML prolog, metadata or namespace URL (the page stays free of any URL)."""
+    buf = io.StringIO()
+    n = next(_SVG_COUNT)
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": f"bvr{n}", "svg.id": f"bvr-fig{n}"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.08,
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text)
+    text = text.replace("xlink:href=", "href=")
+    # scale with the page: the viewBox keeps the aspect, CSS sets the width
+    text = re.sub(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"',
+                  lambda m: f'<svg width="100%" style="max-width:{m.group(1)}pt"', text,
+                  count=1)
+    return re.sub(r"<!--.*?-->", "", text).strip()
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -98,28 +115,53 @@ def _seed_dots(values: Sequence[Sequence[float]], x: np.ndarray) -> tuple[np.nda
     return np.array(xs, dtype=float), np.array(ys, dtype=float)
 
 
+def _spread(values: Sequence[Sequence[float]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point: (lowest, highest, number of finite seed values); NaN where a point has fewer
+    than two."""
+    lo, hi, k = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=int)
+    if len(values) != n:
+        return lo, hi, k
+    for i, row in enumerate(values):
+        vals = [float(v) for v in row or [] if finite(v)]
+        k[i] = len(vals)
+        if len(vals) >= 2:
+            lo[i], hi[i] = min(vals), max(vals)
+    return lo, hi, k
+
+
 def _band(ax: Any, x: np.ndarray, band: Band, color: str, label: str, marker: str = "o",
           dots: bool = False) -> bool:
-    """Mean line with its saved [lo, hi] band (and, with ``dots``, each seed's value as a faint
-    dot); False when the band holds no finite mean."""
-    mean, lo, hi = _floats(band.mean), _floats(band.lo), _floats(band.hi)
+    """Mean line, the band from the lowest to the highest seed at each point (not an interval:
+    with 2–3 seeds a t-interval is mostly the t quantile) and, with ``dots``, each seed's value
+    as a dot; False when the band holds no finite mean."""
+    mean = _floats(band.mean)
     if mean.size != x.size or not np.isfinite(mean).any():
         return False
-    shaded = lo.size == x.size and hi.size == x.size and np.isfinite(lo).any()
+    lo, hi, k = _spread(band.values, x.size)
+    shaded = bool(np.isfinite(lo).any())
+    seeds = f"{k.min()}–{k.max()}" if k.size and k.min() != k.max() else f"{k.max() if k.size else 0}"
     ax.plot(x, mean, marker=marker, ms=4, lw=1.6, color=color,
-            label=f"{label} (band: 95% CI)" if shaded else label)
+            label=f"{label}: mean of {seeds} seeds, band min–max" if shaded else label)
     if shaded:
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
     if dots:
         dx, dy = _seed_dots(band.values, x)
         if dx.size:
-            ax.scatter(dx, dy, s=9, color=color, alpha=0.45, lw=0, zorder=3)
+            ax.scatter(dx, dy, s=12, color=color, alpha=0.6, lw=0, zorder=3)
     return True
 
 
-def training_curves(epochs: np.ndarray, columns: Mapping[str, np.ndarray]) -> str | None:
-    """Train vs validation loss and accuracy per epoch: ``columns`` maps history.csv's column
-    names (``train_loss``, ``val_accuracy``, ...) to arrays as long as ``epochs`` (NaN: none)."""
+def training_curves(epochs: np.ndarray, columns: Mapping[str, np.ndarray],
+                    steps: Mapping[str, np.ndarray] | None = None) -> str | None:
+    """Loss and accuracy per epoch and, from ``steps`` (steps.csv's columns ``step``,
+    ``epoch``, ``loss``, ``lr``), the per-step training loss and the learning-rate schedule.
+
+    ``columns`` maps history.csv's column names (``train_loss``, ``val_accuracy``, ...) to
+    arrays as long as ``epochs`` (NaN: none). The x axis is in epochs throughout: a step window
+    ending at step s sits at s / (steps per epoch), an epoch's values at its end. The epoch's
+    train values are the running means over the epoch in train mode (dropout and augmentation
+    on, weights changing); validation is scored after the epoch in eval mode — the legend
+    says so."""
     epochs = np.asarray(epochs, dtype=float)
     if epochs.size == 0:
         return None
@@ -128,39 +170,80 @@ def training_curves(epochs: np.ndarray, columns: Mapping[str, np.ndarray]) -> st
         y = np.asarray(columns.get(name, []), dtype=float)
         return y if y.size == epochs.size else np.full(epochs.size, np.nan)
 
+    st = {k: np.asarray((steps or {}).get(k, []), dtype=float)
+          for k in ("step", "epoch", "loss", "lr")}
+    n = st["step"].size
+    if n == 0 or any(v.size != n for v in st.values()) or not np.isfinite(st["loss"]).any():
+        st = {}
+    x_steps = None
+    if st:
+        e0 = float(st["epoch"].min())  # an epoch's last window ends at its last step
+        per_epoch = float(st["step"][st["epoch"] == e0].max()) / e0 if e0 >= 1 else math.nan
+        if finite(per_epoch) and per_epoch > 0:
+            x_steps = st["step"] / per_epoch
     panels = [("loss", "loss (mean NLL)", False), ("accuracy", "accuracy", True)]
     present = [(k, t, as_pct) for k, t, as_pct in panels
-               if any(np.isfinite(col(f"{s}_{k}")).any() for s in ("train", "val"))]
-    if not present:
+               if any(np.isfinite(col(f"{s}_{k}")).any() for s in ("train", "val"))
+               or (k == "loss" and x_steps is not None)]
+    lr_panel = x_steps is not None and np.isfinite(st["lr"]).any()
+    if not present and not lr_panel:
         return None
+    labels = {"train": "train: running mean over the epoch (train mode)",
+              "val": "validation: after the epoch (eval mode)"}
     with matplotlib.rc_context(_RC):
-        fig = _figure(_WIDE, 3.0)
-        axes = _subplots(fig, 1, len(present))
+        fig = _figure(_WIDE, 3.2)
+        axes = _subplots(fig, 1, len(present) + int(lr_panel))
         for ax, (key, title, as_pct) in zip(axes, present):
-            for split, label in (("train", "train"), ("val", "validation")):
+            if key == "loss" and x_steps is not None:
+                ax.plot(x_steps, st["loss"], lw=0.8, color=COLORS["train"], alpha=0.45,
+                        label="train: per step (window means)")
+            for split in ("train", "val"):
                 y = col(f"{split}_{key}")
                 if np.isfinite(y).any():
-                    ax.plot(epochs, y, marker="o", ms=3, lw=1.6, color=COLORS[split], label=label)
+                    ax.plot(epochs, y, marker="o", ms=3.5, lw=1.6, color=COLORS[split],
+                            label=labels[split])
             ax.set_title(title)
             ax.set_xlabel("epoch")
             if as_pct:
                 ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
             if epochs.size <= 20:
                 ax.set_xticks(epochs)
-            ax.legend()
+            ax.legend(fontsize=6.5, loc="best")
             _style(ax)
-        return _png(fig)
+        if lr_panel:
+            ax = axes[-1]
+            ax.plot(x_steps, st["lr"], lw=1.4, color=COLORS["extra"])
+            ax.set_title("learning rate (per step)")
+            ax.set_xlabel("epoch")
+            if epochs.size <= 20:
+                ax.set_xticks(epochs)
+            ax.set_ylim(bottom=0, top=float(np.nanmax(st["lr"])) * 1.12 or 1.0)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+            _style(ax)
+        return _svg(fig)
 
 
-def _power_law_grid(pl: PowerLaw | None, n_min: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """The saved fit err(n) = a·n^(−b) + c evaluated from n_min to 10·n_max (for drawing) — to
-    n_max only when the fit does not extrapolate."""
+def _supported(pl: PowerLaw | None) -> list[tuple[int, float, tuple[float, float] | None]]:
+    """The saved predictions the fit supports: (k, error at k·n_max, its interval) for 2× and
+    10×, only when the fit extrapolates; 10× only when 2× is there too."""
+    if pl is None or not pl.ok or not pl.extrapolates:
+        return []
+    out = []
+    for k, e, ci in ((2, pl.err_2x, pl.err_2x_ci), (10, pl.err_10x, pl.err_10x_ci)):
+        if not finite(e):
+            break
+        out.append((k, float(e), _ci_pair(ci)))
+    return out
+
+
+def _power_law_grid(pl: PowerLaw | None, n_min: float, n_to: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The saved fit err(n) = a·n^(−b) + c evaluated from n_min to n_to (for drawing)."""
     if pl is None or not pl.ok:
         return None
-    a, b, c, n_max = pl.a, pl.b, pl.c, pl.n_max
-    if not all(finite(v) for v in (a, b, c, n_max)) or n_max <= 0 or n_min <= 0:
+    a, b, c = pl.a, pl.b, pl.c
+    if not all(finite(v) for v in (a, b, c, n_to)) or n_to <= 0 or n_min <= 0:
         return None
-    n = np.geomspace(n_min, (10 if pl.extrapolates else 1) * n_max, 120)
+    n = np.geomspace(n_min, n_to, 120)
     with np.errstate(over="ignore", invalid="ignore"):
         err = a * n ** (-b) + c
     if not np.isfinite(err).all():
@@ -175,11 +258,12 @@ def _ci_pair(ci: Sequence[float] | None) -> tuple[float, float] | None:
     return float(ci[0]), float(ci[1])
 
 
-def learning_curve(lc: LearningCurve) -> str | None:
-    """Train/validation error vs training-set size (log x) with bands and every seed's fit as a
-    dot (sizes may differ in their number of seeds), and the power-law extrapolation (dashed)
-    to 10× the largest size with the predictions' saved 95% intervals — or the fit over the
-    measured sizes only when it does not extrapolate."""
+def learning_curve(lc: LearningCurve, target: float | None = None) -> str | None:
+    """Train/validation error vs training-set size (log x, ticked at the measured sizes): the
+    mean over seeds, each seed's fit as a dot and the band from the lowest to the highest seed;
+    the ``target`` error as a line; the power-law fit drawn only where it is supported — over
+    the measured sizes when it was fitted to at least 4 of them, and on to the predictions it
+    makes (2×, 10×, with their saved 95 % intervals) only when it extrapolates."""
     sizes = _floats(lc.sizes)
     if sizes.size == 0 or not np.isfinite(sizes).all() or (sizes <= 0).any():
         return None
@@ -191,43 +275,48 @@ def learning_curve(lc: LearningCurve) -> str | None:
         if not drew:
             return None
         pl = lc.power_law
-        grid = _power_law_grid(pl, float(sizes.min()))
-        if pl is not None and grid is not None:
+        preds = _supported(pl)
+        n_max = float(pl.n_max) if pl is not None and finite(pl.n_max) else float(sizes.max())
+        fitted = len(set(lc.sizes)) >= 4
+        n_to = max(k for k, _, _ in preds) * n_max if preds else n_max
+        grid = _power_law_grid(pl, float(sizes.min()), n_to) if (fitted or preds) else None
+        if grid is not None:
             n, err = grid
             ax.plot(n, err, ls="--", lw=1.4, color=COLORS["val"], alpha=0.9,
-                    label="power-law fit a·n$^{-b}$ + c (extrapolated)" if pl.extrapolates
-                    else "power-law fit a·n$^{-b}$ + c (not extrapolated)")
-            n_max = float(pl.n_max)
-            if pl.extrapolates:
-                for k, e, ci in ((2, pl.err_2x, pl.err_2x_ci), (10, pl.err_10x, pl.err_10x_ci)):
-                    if not finite(e):
-                        continue
-                    pair = _ci_pair(ci)
-                    if pair is not None:
-                        ax.errorbar([k * n_max], [e], yerr=[[max(e - pair[0], 0.0)],
-                                                            [max(pair[1] - e, 0.0)]],
-                                    fmt="none", ecolor=COLORS["val"], capsize=3, lw=1.1,
-                                    zorder=4)
-                    ax.plot([k * n_max], [e], marker="D", ms=5, color=COLORS["val"],
-                            mfc="white", zorder=5)
-                    text = f"{k}× data: {pct(e)}"
-                    if pair is not None:
-                        text += f" [{pct(pair[0])}, {pct(pair[1])}]"
-                    ax.annotate(text, (k * n_max, e), textcoords="offset points",
-                                xytext=(0, 8), ha="center", fontsize=8, color="#444444")
-            ax.axvline(n_max, color="#888888", lw=0.8, ls=":")
-            if pl.extrapolates and finite(pl.c):
-                ax.axhline(pl.c, color="#888888", lw=0.8, ls="-.",
-                           label=f"asymptote c = {pct(pl.c)}")
+                    label="power-law fit a·n$^{-b}$ + c" + (" and its predictions" if preds
+                                                          else " (measured sizes only)"))
+            for k, e, pair in preds:
+                if pair is not None:
+                    ax.errorbar([k * n_max], [e], yerr=[[max(e - pair[0], 0.0)],
+                                                        [max(pair[1] - e, 0.0)]],
+                                fmt="none", ecolor=COLORS["val"], capsize=3, lw=1.1, zorder=4)
+                ax.plot([k * n_max], [e], marker="D", ms=5, color=COLORS["val"],
+                        mfc="white", zorder=5)
+                text = f"{k}× data: {pct(e)}"
+                if pair is not None:
+                    text += f" [{pct(pair[0])}, {pct(pair[1])}]"
+                ax.annotate(text, (k * n_max, e), textcoords="offset points",
+                            xytext=(0, 8), ha="center", fontsize=8, color="#444444")
+            if preds:
+                ax.axvline(n_max, color="#888888", lw=0.8, ls=":")
+        if target is not None and finite(target):
+            ax.axhline(target, color="#2ca02c", lw=1.1, ls="-.",
+                       label=f"target error {pct(target)}")
         ax.set_xscale("log")
-        ax.set_xlabel("training images (log scale)")
-        ax.set_ylabel("error")
-        ax.set_ylim(bottom=0)
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ticks = sorted(set(float(v) for v in sizes) | {k * n_max for k, _, _ in preds})
+        ax.set_xticks(ticks)
+        ax.set_xticks([], minor=True)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        lo_x, hi_x = min(ticks), max(ticks)
+        ax.set_xlim(lo_x / 1.25, hi_x * 1.25)
+        ax.set_xlabel("training images (log scale; ticks at the measured sizes"
+                      + (" and the predictions)" if preds else ")"))
+        ax.set_ylabel("error")
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.05)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
         ax.legend(loc="upper right")
         _style(ax)
-        return _png(fig)
+        return _svg(fig)
 
 
 def _terms(decs: Sequence[Decomposition | None], loss: str, names: Sequence[str]
@@ -310,11 +399,14 @@ def complexity_curve(cc: ComplexityCurve) -> str | None:
             elif not is_num:
                 a.set_xticks(x)
                 a.set_xticklabels([_short(v, 10) for v in values])
+            elif len(values) <= 12:  # ticks at the measured values
+                a.set_xticks(numeric)
+                a.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             if i < 2:
                 a.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
             a.legend(fontsize=7)
             _style(a)
-        return _png(fig)
+        return _svg(fig)
 
 
 def _stack(ax: Any, xpos: float, bottom_term: Term, top_term: Term, total_term: Term,
@@ -380,7 +472,7 @@ def decomposition_overall(dec: Decomposition) -> str | None:
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
             _style(ax)
             ax.grid(False, axis="x")
-        return _png(fig)
+        return _svg(fig)
 
 
 def decomposition_per_class(per_class: Mapping[str, ClassDecomposition],
@@ -418,6 +510,11 @@ def decomposition_per_class(per_class: Mapping[str, ClassDecomposition],
             if np.isfinite(tot).any():
                 ax.scatter(x, tot, marker="_", s=160, color=COLORS["total"], zorder=5,
                            label="loss" if loss == "zero_one" else "risk")
+            # the axis holds the tallest stack, bias or loss (a negative net variance is drawn
+            # downwards from the bias, so the bias itself can be the top)
+            top = np.nanmax(np.concatenate([low0, low0 + np.maximum(high0, 0), tot[np.isfinite(tot)]]))
+            bottom = min(0.0, float(np.nanmin(low0 + np.minimum(high0, 0))))
+            ax.set_ylim(bottom, max(float(top), 1e-9) * 1.08)
             ax.set_xticks(x)
             ax.set_xticklabels([_short(n, 12) for n in names], rotation=rotate,
                                ha="right" if rotate else "center")
@@ -427,7 +524,7 @@ def decomposition_per_class(per_class: Mapping[str, ClassDecomposition],
             ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=4)
             _style(ax)
             ax.grid(False, axis="x")
-        return _png(fig) if drew else None
+        return _svg(fig) if drew else None
 
 
 def confusion_matrix(cm: Any, classes: Sequence[str]) -> str | None:
@@ -447,7 +544,12 @@ def confusion_matrix(cm: Any, classes: Sequence[str]) -> str | None:
     with matplotlib.rc_context(_RC):
         fig = _figure(side + 0.9, side)
         ax = _subplots(fig, 1, 1)[0]
-        im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        # vector cells (an image would be embedded as a bitmap in the SVG)
+        im = ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, share, cmap="Blues",
+                           vmin=0, vmax=1, edgecolors="white", linewidth=0.5)
+        ax.set_xlim(-0.5, k - 0.5)
+        ax.set_ylim(k - 0.5, -0.5)
+        ax.set_aspect("equal")
         ax.grid(False)
         if k <= 25:
             fs = 8 if k <= 12 else 6
@@ -466,6 +568,9 @@ def confusion_matrix(cm: Any, classes: Sequence[str]) -> str | None:
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         cb = fig.colorbar(im, ax=ax, shrink=0.8)
+        if cb.solids is not None:  # matplotlib rasterises a smooth colour bar: keep it vector
+            cb.solids.set_rasterized(False)
+            cb.solids.set_edgecolor("face")  # no hairline gaps between its cells
         cb.set_label("share of the true class's images")
         cb.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-        return _png(fig)
+        return _svg(fig)
