@@ -137,6 +137,8 @@ ALLOWED: dict[str, str] = {
     "report": "--no-report skips rendering report.html from the saved results",
     "workers": "trains the same fits in N local processes",
     "dry_run": "prints the plan instead of training it",
+    "verbose": "prints every table of the results (tests/analysis/test_api.py checks it)",
+    "json": "prints only results.json's path (tests/analysis/test_api.py checks it)",
     "from_predictions": "analyses given predictions instead of training; it refuses training "
                         "options: test_from_predictions_refuses_training_options",
     "device": "where the fits run",

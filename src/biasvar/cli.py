@@ -138,6 +138,13 @@ def _run_opts(p: argparse.ArgumentParser, *, analysis: bool = False) -> None:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html")
     if analysis:
+        out = p.add_mutually_exclusive_group()
+        out.add_argument("--verbose", action="store_true", help="print every table and "
+                         "sentence (the evidence, each remedy's reasoning, the caveats, the "
+                         "decomposition's terms, the curves' points), not only the verdict, the "
+                         "top remedies and the report's path")
+        out.add_argument("--json", action="store_true", help="for scripts: print only the "
+                         "path of results.json on stdout (everything else goes to stderr)")
         p.add_argument("--workers", type=int, default=1, metavar="N",
                        help="train fits in N local processes (default: 1, in this process)")
         p.add_argument("--dry-run", action="store_true",
@@ -202,14 +209,39 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(result: Any, args: argparse.Namespace) -> int:
-    """Print a result (or a dry run's plan) and where its report is."""
-    print(result)
+def _compare(args: argparse.Namespace) -> int:
+    from .report import compare
+
+    labels = args.labels.split(",") if args.labels else None
+    print(f"comparison: {compare(args.run_dirs, out=args.out, labels=labels)}")
+    return 0
+
+
+def _show(result: Any, args: argparse.Namespace, stdout: Any = None) -> int:
+    """Print a result (the quiet form, or every table with ``--verbose``; with ``--json`` only
+    the path of results.json, on ``stdout``) or a dry run's plan, and where its report is."""
     run_dir = getattr(result, "run_dir", None)
-    if getattr(args, "report", False) and run_dir is not None and not hasattr(result, "rows") \
+    is_plan = hasattr(result, "rows")
+    if getattr(args, "json", False) and not is_plan:
+        print(Path(run_dir) / "results.json", file=stdout or sys.stdout)
+        return 0
+    if is_plan or not hasattr(result, "summary"):
+        print(result)
+    else:
+        print(result.summary(verbose=getattr(args, "verbose", False)))
+    if getattr(args, "report", False) and run_dir is not None and not is_plan \
             and (Path(run_dir) / "report.html").is_file():
         print(f"report: {Path(run_dir) / 'report.html'}")
     return 0
+
+
+def _quiet_for_json(args: argparse.Namespace) -> Any:
+    """With ``--json``, everything printed while the analysis runs goes to stderr, so stdout
+    holds only the path of results.json."""
+    import contextlib
+
+    return (contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False)
+            else contextlib.nullcontext())
 
 
 def _analysis(fn_name: str) -> Any:
@@ -217,9 +249,16 @@ def _analysis(fn_name: str) -> Any:
         from .analysis import _api
 
         fn = getattr(_api, fn_name)
-        return _show(fn(config_from_args(args), analysis=analysis_from_args(args),
+        for flag in ("json", "verbose"):
+            if args.dry_run and getattr(args, flag):
+                raise BiasvarError(f"--{flag} with --dry-run: a dry run prints its plan and "
+                                   "writes no results; drop one of them.")
+        stdout = sys.stdout
+        with _quiet_for_json(args):
+            result = fn(config_from_args(args), analysis=analysis_from_args(args),
                         workers=args.workers, out=args.out, progress=args.progress,
-                        fresh=args.fresh, dry_run=args.dry_run, report=args.report), args)
+                        fresh=args.fresh, dry_run=args.dry_run, report=args.report)
+        return _show(result, args, stdout)
     return command
 
 
@@ -243,9 +282,12 @@ def _decompose(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else src.parent / (src.with_suffix("").name
                                                         + "-decomposition")
     a = analysis_from_args(args)
-    return _show(decompose_predictions(lp, labels, classes=classes,
+    stdout = sys.stdout
+    with _quiet_for_json(args):
+        result = decompose_predictions(lp, labels, classes=classes,
                                        sampling=a.sampling or "bootstrap", out=out,
-                                       source=str(src), report=args.report), args)
+                                       source=str(src), report=args.report)
+    return _show(result, args, stdout)
 
 
 # ----------------------------------------------------------------------------------- parser
@@ -324,6 +366,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     add("report", _report, help="(re)render report.html of a run directory from its saved "
         "results, without training").add_argument("run_dir", metavar="RUN_DIR")
+    p = add("compare", _compare, help="runs side by side: one offline page with their key "
+            "figures in columns, curves overlaid, decomposition bars, verdicts and what changed",
+            description="Compare two or more run directories (e.g. a quick and a thorough "
+            "diagnose, or a run before and after a remedy) on one self-contained page; "
+            "prints its path. Trains nothing.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, the first "
+                   "is the baseline the changes are measured from")
+    p.add_argument("--out", metavar="FILE.html", help="where to write the page (default: "
+                   "runs/compare-<hash>.html)")
+    p.add_argument("--labels", metavar="A,B,...", help="a name for each run, comma-separated "
+                   "(default: the directories' names)")
     return parser, subs
 
 

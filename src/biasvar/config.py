@@ -147,8 +147,12 @@ class AnalysisConfig:
     :func:`biasvar.analysis.resolve_analysis`.
     """
 
-    profile: str = _opt("quick", "how much a diagnosis spends: quick (minutes) or thorough (adds "
-                        "a width complexity curve, more models and seeds)",
+    profile: str = _opt("quick", "how much a diagnosis spends; every fit trains as configured "
+                        "(no epoch cap), the profiles differ in how many fits they make: quick = "
+                        "4 fits (a reference, 2 split models that are the decomposition and "
+                        "the learning curve at n/2, one fit at n/4; 3 sizes, so no power-law "
+                        "extrapolation); thorough = 2 seeds at 5 sizes n/16..n plus a width "
+                        "curve (x0.5, x1, x2): about 12 fits",
                         choices=tuple(PROFILES.names()), group="analysis",
                         commands=("diagnose",))
     rounds: int | None = _opt(None, "models trained on resampled data for the decomposition "

@@ -38,6 +38,7 @@ __all__ = [
     "expected_calibration_error",
     "top_k_accuracy",
     "classification_metrics",
+    "confusions",
     "PROB_FLOOR",
 ]
 
@@ -241,3 +242,45 @@ def classification_metrics(y_true: Any, probs: Any = None, classes: Sequence[str
         for i, name in enumerate(names)}
     return out
 
+
+#: the confusion evidence names at most this many classes as the group most errors fall in, and
+#: adds a class to it only when the errors it brings are at least this share of all errors
+_GROUP_MAX, _GROUP_MIN_SHARE = 4, 0.05
+
+
+def confusions(cm: Any, classes: Sequence[str]) -> dict[str, Any] | None:
+    """The errors by class pair, from a K×K confusion matrix (rows true, columns
+    predicted): ``errors`` (all off-diagonal counts), ``pairs`` (the 3 pairs with the most
+    confusions either way: (class a, class b, count)), and ``group`` / ``group_errors``: the
+    classes most errors fall among — grown greedily from the top pair, adding the class that
+    brings the most confusions with the group, while it brings at least ``_GROUP_MIN_SHARE`` of
+    all errors, up to ``_GROUP_MAX`` classes (never more than half the classes). None when the
+    matrix is missing, malformed or has no errors."""
+    try:
+        m = np.asarray(cm, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    classes = [str(c) for c in classes]
+    k = len(classes)
+    if m.shape != (k, k) or k < 3 or not np.isfinite(m).all():
+        return None
+    both = m + m.T
+    np.fill_diagonal(both, 0)
+    errors = float(m.sum() - np.trace(m))
+    if errors <= 0:
+        return None
+    iu = [(int(i), int(j)) for i, j in zip(*np.triu_indices(k, 1))]
+    iu.sort(key=lambda ij: (-both[ij], ij))
+    pairs = [(classes[i], classes[j], int(both[i, j])) for i, j in iu[:3] if both[i, j] > 0]
+    group = list(iu[0])
+    limit = min(_GROUP_MAX, k // 2)
+    while len(group) < limit:
+        rest = [c for c in range(k) if c not in group]
+        adds = {c: float(both[c, group].sum()) for c in rest}
+        best = max(rest, key=lambda c: (adds[c], -c))
+        if adds[best] < _GROUP_MIN_SHARE * errors:
+            break
+        group.append(best)
+    within = float(both[np.ix_(group, group)].sum() / 2)
+    return {"errors": int(errors), "pairs": pairs, "group": [classes[c] for c in sorted(group)],
+            "group_errors": int(within)}

@@ -62,10 +62,16 @@ def test_cli_on_the_same_run_directory_gives_the_same_numbers(diagnosed, tmp_pat
 
 
 def test_printing_a_result_is_the_console_summary(diagnosed):
+    """print(result) is the CLI's quiet form; summary(verbose=True) adds every table."""
     text = str(diagnosed)
-    assert text.startswith("Reference fit: train")
-    assert "Decomposition: 2 models" in text and "Remedies, best first:" in text
+    label = diagnosed.verdict.label.upper().replace("_", " ")
+    assert text.startswith(f"Verdict: {label}") and "Top remedies" in text
+    assert "Decomposition: 2 models" not in text
     assert str(diagnosed.run_dir / "results.json") in text
+    full = diagnosed.summary(verbose=True)
+    assert full.startswith(f"Verdict: {label}")
+    assert "Decomposition: 2 models" in full and "Remedies, best first:" in full
+    assert str(diagnosed.run_dir / "results.json") in full
 
 
 def test_results_display_as_html_and_write_their_report(diagnosed):
@@ -178,3 +184,51 @@ def test_a_notebook_displays_a_diagnosis_inline(tmp_path):
     saved = load_results(tmp_path / "nb")
     assert html.escape(saved.verdict.remedies[0].action, quote=False) in shown["text/html"]
     assert not math.isnan(saved.decomposition.zero_one.bias.value)
+
+
+# --------------------------------------------------------------------------- the console
+
+def test_console_default_is_the_verdict_on_one_screen(diagnosed):
+    """The default output (on the stored fits: nothing trains) fits one screen: the verdict
+    first, the top remedies and the report's path; no tables, the target's citation not at
+    all (the report and --verbose give it)."""
+    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir))
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert len(lines) <= 25, r.stdout
+    label = diagnosed.verdict.label.upper().replace("_", " ")
+    first = next(i for i, line in enumerate(lines) if line.startswith("Verdict:"))
+    assert lines[first].startswith(f"Verdict: {label}") and first <= 6
+    top = [x for x in sorted(diagnosed.verdict.remedies, key=lambda x: x.rank)][:3]
+    body = "\n".join(lines[first:])
+    pos = [body.index(f"{x.rank}. {x.action}") for x in top]
+    assert pos == sorted(pos)
+    assert f"report: {diagnosed.run_dir / 'report.html'}" in lines
+    assert "Decomposition:" not in r.stdout and "Remedies, best first" not in r.stdout
+    source = diagnosed.target_error.source
+    assert source.split(":", 1)[1].strip() not in r.stdout  # the citation is in the report
+
+
+def test_console_verbose_has_every_table_and_the_citation_once(diagnosed):
+    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--verbose")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "Decomposition: 2 models" in out and "Remedies, best first:" in out
+    assert "n_train" in out  # the learning curve's table
+    # the verdict still comes before the tables
+    assert out.index("Verdict:") < out.index("Decomposition:")
+    citation = diagnosed.target_error.source.split(":", 1)[1].strip()
+    assert out.count(citation) == 1
+
+
+def test_console_json_prints_only_the_results_path(diagnosed):
+    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == f"{diagnosed.run_dir / 'results.json'}\n"
+    assert json.loads(Path(r.stdout.strip()).read_text())["command"] == "diagnose"
+    # what would have been printed went to stderr, not away
+    assert "run directory" in r.stderr
+    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--json", "--dry-run")
+    assert r.returncode == 2 and "--json with --dry-run" in r.stderr and r.stdout == ""
+    r = run_cli("diagnose", *CLI_FAST, "--json", "--verbose")
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr

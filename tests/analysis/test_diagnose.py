@@ -156,7 +156,7 @@ def test_diagnose_results_contract(tmp_path):
     assert res["avoidable_bias"] == pytest.approx(ref["train"]["error"]
                                                   - res["target_error"]["value"])
     assert res["verdict"]["label"] in ("high_bias", "high_variance", "both", "balanced")
-    assert "Verdict:" in r.stdout and "Remedies" in r.stdout
+    assert "Verdict:" in r.stdout and "Top remedies" in r.stdout
     assert "epochs_capped" not in res  # --epochs given: the profile does not cap it
 
 

@@ -541,3 +541,63 @@ def test_console_shows_intervals_refusals_noise_floor_and_steps():
     line = next(x for x in text.splitlines() if x.startswith("power law:"))
     assert "not extrapolated: the fitted floor c" in line and "at 2× data" not in line
     assert "predicted gain" not in text
+
+
+# ----------------------------------------------------------------------- confused classes
+
+#: the Fashion-MNIST test confusion matrix of the default CNN (a quick diagnose's reference)
+FM_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+              "Sneaker", "Bag", "Ankle boot"]
+FM_CM = [[881, 0, 16, 19, 5, 1, 72, 0, 6, 0], [2, 974, 0, 18, 1, 0, 3, 0, 2, 0],
+         [17, 2, 851, 7, 58, 0, 63, 0, 2, 0], [16, 4, 9, 913, 26, 0, 31, 0, 1, 0],
+         [2, 0, 58, 24, 866, 0, 49, 0, 1, 0], [0, 0, 0, 0, 0, 975, 0, 21, 0, 4],
+         [134, 3, 59, 25, 77, 0, 689, 0, 13, 0], [0, 0, 0, 0, 0, 7, 0, 971, 0, 22],
+         [1, 1, 0, 4, 3, 1, 3, 4, 983, 0], [0, 0, 0, 0, 0, 4, 1, 37, 0, 958]]
+
+
+def _errors_by_pair(y_true: list[int], y_pred: list[int]) -> dict[frozenset, int]:
+    """Independently of the matrix: count each wrong prediction under its unordered pair."""
+    out: dict[frozenset, int] = {}
+    for t, p in zip(y_true, y_pred):
+        if t != p:
+            out[frozenset((t, p))] = out.get(frozenset((t, p)), 0) + 1
+    return out
+
+
+def test_confusions_found_from_the_labels_themselves():
+    from sklearn.metrics import confusion_matrix
+
+    from biasvar.metrics import confusions
+
+    # the predictions behind FM_CM, expanded to one label pair per image
+    y_true = [i for i, row in enumerate(FM_CM) for j, n in enumerate(row) for _ in range(n)]
+    y_pred = [j for i, row in enumerate(FM_CM) for j, n in enumerate(row) for _ in range(n)]
+    cm = confusion_matrix(y_true, y_pred)
+    c = confusions(cm, FM_CLASSES)
+    pairs = _errors_by_pair(y_true, y_pred)
+    errors = sum(pairs.values())
+    assert c["errors"] == errors
+    top = sorted(pairs.items(), key=lambda kv: -kv[1])[:3]
+    assert [(frozenset((FM_CLASSES.index(a), FM_CLASSES.index(b))), n)
+            for a, b, n in c["pairs"]] == top
+    group = {FM_CLASSES.index(x) for x in c["group"]}
+    assert {FM_CLASSES[i] for i in group} == {"T-shirt/top", "Pullover", "Coat", "Shirt"}
+    within = sum(n for pair, n in pairs.items() if pair <= group)
+    assert c["group_errors"] == within and within / errors > 0.6  # "two thirds"
+
+
+def test_verdict_names_the_confused_classes_as_evidence():
+    r = _results(0.073, 0.085, 0.094, classes=FM_CLASSES)
+    r["reference"]["test"]["confusion_matrix"] = FM_CM
+    v = verdict(r)
+    assert v.label == "high_bias"
+    ev = [e for e in v.evidence if "confused" in e]
+    assert len(ev) == 1
+    assert "T-shirt/top ↔ Shirt 206 (21.9%)" in ev[0]
+    assert "65.0% of the errors are confusions among T-shirt/top, Pullover, Coat and Shirt" in ev[0]
+    assert "part of the bias" in ev[0]
+    # few errors say nothing: no confusion evidence
+    few = [[30, 1, 0], [0, 30, 2], [1, 0, 30]]
+    r = _results(0.073, 0.085, 0.094, classes=["a", "b", "c"])
+    r["reference"]["test"]["confusion_matrix"] = few
+    assert not [e for e in verdict(r).evidence if "confused" in e]

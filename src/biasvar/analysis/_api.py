@@ -69,18 +69,41 @@ def _options(analysis: AnalysisConfig | None, **given: Any) -> AnalysisConfig:
 
 @dataclass
 class Plan:
-    """What an analysis would train (``dry_run=True``): one row per fit and a time estimate."""
+    """What an analysis would train (``dry_run=True``): one row per fit and a time estimate.
+
+    ``seconds`` is the central estimate of the fits still to train and ``lo``–``hi`` its
+    range, measured on this machine by timing each distinct configuration's real training step
+    and inference (see :func:`~biasvar.analysis.jobs.estimate_seconds`); ``basis`` says what
+    was timed. Each row's ``seconds`` is that fit's central estimate (None when stored)."""
 
     run_dir: Path
     rows: list[dict[str, Any]]
     seconds: float
     header: str = ""
+    lo: float | None = None
+    hi: float | None = None
+    basis: str = ""
+
+    def __post_init__(self) -> None:
+        self.lo = self.seconds if self.lo is None else self.lo
+        self.hi = self.seconds if self.hi is None else self.hi
+
+    @property
+    def estimate(self) -> str:
+        """The range as printed, e.g. ``"4.5–6.0 min"``."""
+        from .jobs import format_range
+
+        return format_range(float(self.lo), float(self.hi))  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        lines = [self.header, "", f"{'key':<17} {'n_train':>8} {'seed':>4} {'epochs':>6}  "
+        lines = [self.header, *([self.basis] if self.basis else []), "",
+                 f"{'key':<17} {'n_train':>8} {'seed':>4} {'epochs':>6} {'est. s':>6}  "
                  f"{'stored':<6} what"]
-        lines += [f"{r['key']:<17} {r['n_train']:>8} {r['seed']:>4} {r['epochs']:>6}  "
-                  f"{'yes' if r['stored'] else 'no':<6} {r['tag']}" for r in self.rows]
+        for r in self.rows:
+            est = r.get("seconds")
+            lines.append(f"{r['key']:<17} {r['n_train']:>8} {r['seed']:>4} {r['epochs']:>6} "
+                         f"{'-' if est is None or r['stored'] else f'{est:.0f}':>6}  "
+                         f"{'yes' if r['stored'] else 'no':<6} {r['tag']}")
         return "\n".join(lines)
 
 
@@ -90,13 +113,22 @@ class _DryRun(Exception):
 
 
 class _OverallBar:
-    """One progress bar across all fits; fits report steps into it (start/close are no-ops)."""
+    """One progress bar across all fits; fits report steps into it (start/close are no-ops).
 
-    def __init__(self, total: int, enabled: bool = True):
+    The bar shows only where stderr is a terminal (or a notebook): in a log file its carriage
+    returns would pile up. There, each trained fit prints one line to stdout instead
+    (``fit 2/4 (decomposition split 1/2) done in 71 s``). ``enabled=False``: neither."""
+
+    def __init__(self, total: int, enabled: bool = True, fits: int = 0):
         from tqdm.auto import tqdm
 
+        from ..train._callbacks import bars_visible
+
+        visible = enabled and bars_visible()
+        self.lines = enabled and not visible
+        self.fits, self.done = fits, 0
         self.bar = tqdm(total=total, unit="step", desc="fits", dynamic_ncols=True,
-                        disable=not enabled)
+                        disable=not visible)
 
     def start(self, total_steps: int, desc: str) -> None:
         self.bar.set_description_str(desc[:40])
@@ -109,6 +141,15 @@ class _OverallBar:
 
     def close(self) -> None:
         pass
+
+    def fit_done(self, job: Any, result: Any) -> None:
+        """A fit finished training (the runner calls this): its line, where no bar shows."""
+        self.done += 1
+        if self.lines:
+            what = job.tag if len(job.tag) <= 60 else job.tag[:57] + "..."
+            secs = result.seconds
+            print(f"fit {self.done}/{self.fits} ({what or job.key}) done in "
+                  f"{secs:.{0 if secs >= 10 else 1}f} s", flush=True)
 
     def __bool__(self) -> bool:
         return True
@@ -140,6 +181,8 @@ class _Session:
     dry_run: bool
     fresh: bool
     t0: float = field(default_factory=time.perf_counter)
+    #: the time estimate printed before training (lo, seconds, hi, fits), when any trained
+    estimate: dict[str, float] | None = None
 
     @classmethod
     def open(cls, command: str, cfg: ExperimentConfig | None, analysis: AnalysisConfig, *,
@@ -179,25 +222,33 @@ class _Session:
             self.setup.write()
 
     def execute(self, jobs: list) -> None:
-        """Run every job (deduplicated); with dry_run, stop with the plan instead."""
-        from .jobs import estimate_seconds, plan_summary, result_steps
+        """Run every job (deduplicated); with dry_run, stop with the plan instead. The header
+        says how many fits there are and the time range to train those not stored."""
+        from .jobs import ProcessExecutor, estimate_seconds, plan_summary, result_steps
 
         unique = _dedupe(jobs)
         todo = [j for j in unique if not self.store.done(j)]
-        est = estimate_seconds(todo, self.data, self.setup.seconds_per_image())
+        ex = self.runner.executor
+        parallel = isinstance(ex, ProcessExecutor)
+        est = estimate_seconds(todo, self.data, workers=ex.workers if parallel else 1,
+                               threads=ex.threads if parallel else None)
         for note in self.data.notes:
             print(f"note: {note}")
         header = (f"{self.data.summary()}\nrun directory: {self.run_dir}\n"
                   f"{len(unique)} fits planned, {len(unique) - len(todo)} already stored, "
-                  f"{len(todo)} to train; estimated {est / 60:.1f} min")
+                  f"{len(todo)} to train" + (f"; estimated {est}" if todo else ""))
         if self.dry_run:
-            rows = plan_summary(unique, self.store)
+            rows = plan_summary(unique, self.store, est)
             for r in rows:
                 r["n_train"] = r["n_train"] if r["n_train"] is not None else len(self.data.train)
-            raise _DryRun(Plan(self.run_dir, rows, est, header))
-        print(header)
+            raise _DryRun(Plan(self.run_dir, rows, est.seconds, header, lo=est.lo, hi=est.hi,
+                               basis=est.basis))
+        print(header, flush=True)
+        if todo:  # saved with the results, to hold against the time the fits took
+            self.estimate = {"lo": round(est.lo, 1), "seconds": round(est.seconds, 1),
+                             "hi": round(est.hi, 1), "fits": len(todo)}
         total = sum(result_steps(j, self.data) for j in unique)
-        bar = _OverallBar(total, enabled=self.progress)
+        bar = _OverallBar(total, enabled=self.progress, fits=len(todo))
         self.runner.progress = bar
         try:
             self.runner.run(unique)
@@ -215,7 +266,8 @@ class _Session:
             fits=Fits(**self.runner.counts()),
             environment=environment(seed=self.cfg.seed, device=str(self.cfg.device),
                                     precision=self.setup.precision),
-            timing={"seconds": round(time.perf_counter() - self.t0, 1)},
+            timing={"seconds": round(time.perf_counter() - self.t0, 1),
+                    **({"estimate": self.estimate} if self.estimate else {})},
             **{k: v for k, v in blocks.items() if v is not None})
 
 
@@ -261,6 +313,17 @@ def _reference_metrics(s: _Session, ref_job: Any) -> tuple[dict[str, Any], np.nd
     metrics, lps = evaluate(model, s.data, device=s.cfg.device, return_log_probs=True,
                             workers=s.cfg.loader_workers)
     return metrics, lps["test"]
+
+
+def _steps_of(fit_dir: Path) -> list[dict[str, float]]:
+    """A fit's per-step training loss and learning rate (its steps.csv; none for a fit stored
+    before they were logged)."""
+    from ..train._checkpoint import read_steps_csv
+
+    try:
+        return read_steps_csv(fit_dir / "steps.csv")
+    except (OSError, ValueError):
+        return []
 
 
 @_dry
@@ -376,7 +439,8 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
     gap = gap_diagnosis(ref_res, target)
     results = s.results(
         profile=a.profile, profile_note=note,
-        reference=Reference.from_dict({**metrics, "history": ref_res.history}),
+        reference=Reference.from_dict({**metrics, "history": ref_res.history,
+                                       "steps": _steps_of(s.store.dir(ref))}),
         target_error=TargetError.from_dict(gap["target_error"]),
         avoidable_bias=gap["avoidable_bias"], variance_gap=gap["variance_gap"],
         train_loss_still_falling=LossTrend.from_dict(gap["train_loss_still_falling"]),

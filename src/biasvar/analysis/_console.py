@@ -137,14 +137,109 @@ def format_verdict(r: Results) -> list[str]:
     return lines
 
 
-def format_results(r: Results, *, verbose: bool = True) -> str:
-    """The summary the CLI prints after an analysis (``verbose`` adds the tables)."""
+def short_source(source: str) -> str:
+    """A target's source without its citation: the text before the first ':' or '(' —
+    "best known Fashion-MNIST test error" — which the verbose form and the report give in
+    full."""
+    for sep in (":", " ("):
+        if sep in source:
+            source = source.split(sep, 1)[0]
+    return source.strip()
+
+
+_LABEL_TEXT = {"high_bias": "HIGH BIAS (underfitting)", "high_variance": "HIGH VARIANCE "
+               "(overfitting)", "both": "BOTH (high bias and high variance)",
+               "balanced": "BALANCED (neither stands out)"}
+
+
+def _confusion_line(r: Results) -> str:
+    """One line: the share of the test errors among the classes most confused with each other."""
+    from ..metrics import confusions
+
+    test = r.reference.test if r.reference is not None else None
+    if not test or not r.classes:
+        return ""
+    c = confusions(test.get("confusion_matrix"), [str(x) for x in r.classes])
+    if c is None or c["errors"] < 20:
+        return ""
+    return (f"  confusions: {pct(c['group_errors'] / c['errors'])} of the {c['errors']:,} test "
+            f"errors are among {', '.join(c['group'])}")
+
+
+def _quiet(r: Results, top: int) -> list[str]:
+    """The quiet form: the verdict and the figures it rests on, the top remedies, the caveats'
+    count (each line short; the tables and sentences are in the report and ``--verbose``)."""
     lines: list[str] = []
+    v, ref, t = r.verdict, r.reference, r.target_error
+    if v is not None:
+        lines.append(f"Verdict: {_LABEL_TEXT.get(v.label, v.label.upper())}")
+    if ref is not None:
+        errs = [f"{name} {pct(ref.error(s))}" for s, name in
+                (("train", "train"), ("val", "validation"), ("test", "test"))
+                if ref.error(s) is not None]
+        if errs:
+            tail = f"; target {pct(t.value)}" if t is not None else ""
+            src = short_source(t.source) if t is not None and t.source else ""
+            lines.append(f"  error: {', '.join(errs)}{tail}" + (f" ({src})" if src else ""))
+    if r.avoidable_bias is not None or r.variance_gap is not None:
+        th = v.thresholds if v is not None else {}
+        parts = []
+        for name, value, key in (("avoidable bias", r.avoidable_bias, "bias_high"),
+                                 ("variance gap", r.variance_gap, "variance_high")):
+            if value is not None:
+                limit = th.get(key)
+                parts.append(f"{name} {100 * value:.1f} points"
+                             + (f" (threshold {100 * limit:.1f})" if limit is not None else ""))
+        lines.append("  " + ", ".join(parts))
+    d = r.decomposition
+    if d is not None:
+        z = d.zero_one
+        lines.append(f"  0-1 loss {pct(z.loss.value)} = bias {pct(z.bias.value)} + net variance "
+                     f"{pct(z.net_variance.value)} ({d.rounds} models, {d.sampling})")
+    if r.noise_floor is not None:
+        nf = r.noise_floor
+        lines.append(f"  label noise: {pct(nf.rate)} [{pct(nf.lo)}, {pct(nf.hi)}] of the "
+                     "training labels (estimated)")
+    conf = _confusion_line(r)
+    if conf:
+        lines.append(conf)
+    lc = r.learning_curve
+    if lc is not None and lc.power_law is not None and lc.power_law.ok \
+            and lc.power_law.extrapolates and lc.power_law.err_2x is not None:
+        pl = lc.power_law
+        lines.append(f"  learning curve: validation error {pct(pl.err_2x)}{_ci(pl.err_2x_ci)} "
+                     "predicted with 2× the data")
+    if v is not None and v.remedies:
+        lines.append(f"Top remedies ({min(top, len(v.remedies))} of {len(v.remedies)}):")
+        for rem in sorted(v.remedies, key=lambda x: x.rank)[:top]:
+            gain = (f"; predicted gain {100 * rem.predicted_gain:.1f} points"
+                    f"{_ci(_gain_ci(r, rem))}" if rem.predicted_gain is not None else "")
+            lines.append(f"  {rem.rank}. {rem.action} ({rem.addresses or 'other'}{gain})")
+    if v is not None and (v.caveats or r.profile_note):
+        n = len(v.caveats) + bool(r.profile_note)
+        lines.append(f"{n} caveat{'s' if n != 1 else ''} and the evidence in the report "
+                     "(or --verbose)")
+    return lines
+
+
+def format_results(r: Results, *, verbose: bool = True, top: int = 3) -> str:
+    """The summary the CLI prints after an analysis: the quiet form (the verdict, the figures
+    it rests on and the ``top`` remedies, a screen at most) or, ``verbose``, every table and
+    sentence as well."""
+    if not verbose and r.verdict is not None:
+        lines = _quiet(r, top)
+        if r.fits is not None and r.timing is not None:
+            lines.append(f"fits: {r.fits.planned} planned, {r.fits.trained} trained, "
+                         f"{r.fits.reused} reused; {float(r.timing.get('seconds', 0)):.0f} s")
+        if r.run_dir is not None:
+            lines.append(f"results: {r.run_dir / 'results.json'}")
+        return "\n".join(lines)
+    lines: list[str] = format_verdict(r)  # the verdict first, then what it rests on
     ref, t = r.reference, r.target_error
     if ref is not None and t is not None:
         lines += ["", f"Reference fit: train {_pct(ref.error('train'))}, val "
                   f"{_pct(ref.error('val'))}, test {_pct(ref.error('test'))} error; target "
-                  f"{_pct(t.value)} ({t.source})"]
+                  f"{_pct(t.value)} ({short_source(t.source) if t.source else 'given'})"]
         if r.avoidable_bias is not None and r.variance_gap is not None:
             lines.append(f"avoidable bias {100 * r.avoidable_bias:.1f} points, variance gap "
                          f"{100 * r.variance_gap:.1f} points")
@@ -154,9 +249,8 @@ def format_results(r: Results, *, verbose: bool = True) -> str:
         lines += [""] + format_decomposition(r.decomposition)
     if verbose:
         lines += _curves(r)
-    lines += format_verdict(r)
     if r.profile_note:
-        lines.append(f"  note: {r.profile_note}")
+        lines += ["", f"note: {r.profile_note}"]
     if r.fits is not None and r.timing is not None:
         lines += ["", f"fits: {r.fits.planned} planned, {r.fits.trained} trained, "
                   f"{r.fits.reused} reused; {float(r.timing.get('seconds', 0)):.0f} s"]

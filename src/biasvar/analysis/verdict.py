@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._fmt import fmt_value, pct, pts
+from ..metrics import confusions
 from ._remedies import Facts, Thresholds, gain_text, rank
 from ._results import LABELS, Results, ResultsError, Verdict
 
@@ -144,7 +145,36 @@ def _evidence(f: Facts) -> list[str]:
             ev.append(f"training loss had flattened ({what})")
     ev += _curve_evidence(f)
     ev += _decomposition_evidence(f)
+    ev += _confusion_evidence(f)
     return [e for e in ev if e]
+
+
+#: fewer test errors than this say nothing about which classes are confused
+_MIN_ERRORS = 20
+
+
+def _confusion_evidence(f: Facts) -> list[str]:
+    """Which classes the test errors are confusions between: confusions of similar classes are
+    part of what 'bias' holds (capacity, resolution, or labels no model can tell apart)."""
+    r = f.results
+    test = r.reference.test if r.reference is not None else None
+    if not test or not r.classes:
+        return []
+    c = confusions(test.get("confusion_matrix"), [str(x) for x in r.classes])
+    if c is None or not c["pairs"]:
+        return []
+    e = c["errors"]
+    if e < _MIN_ERRORS:
+        return []
+    top = ", ".join(f"{a} ↔ {b} {n:,} ({pct(n / e)})" for a, b, n in c["pairs"])
+    text = f"where the {e:,} test errors fall, the most confused pairs (either way): {top}"
+    share = c["group_errors"] / e
+    if len(c["group"]) > 2:
+        text += (f"; {pct(share)} of the errors are confusions among "
+                 f"{', '.join(c['group'][:-1])} and {c['group'][-1]}")
+    return [text + (": ambiguous classes like these are part of the bias (more capacity or "
+                    "training separates some of them; mislabelled or truly ambiguous images "
+                    "none)" if f.bias_high and share >= 0.5 else "")]
 
 
 def _curve_evidence(f: Facts) -> list[str]:
