@@ -140,3 +140,15 @@ def test_fashion_mnist_from_debian_package(fashion_available):
     assert len(d.train) == 54000 and len(d.val) == 6000 and len(d.test) == 1000
     assert d.classes[0] == "T-shirt/top" and d.input_shape == (1, 28, 28)
     assert np.bincount(d.test.y.numpy()).tolist() == [100] * 10
+
+
+def test_test_fraction_is_refused_where_the_data_has_its_own_test_split(tmp_path):
+    """MNIST (like Fashion-MNIST and CIFAR-10) has a test split of its own: --test-fraction
+    would change nothing, so it is refused; on data without one it carves the test set."""
+    make_mnist(tmp_path)
+    with pytest.raises(DataError, match=r"test_fraction: 0.3 does not apply to mnist: it has "
+                                        r"its own test split \(50 images\)"):
+        load_data(ExperimentConfig(dataset="mnist", data_root=str(tmp_path), download=False,
+                                   test_fraction=0.3))
+    d = load_data(ExperimentConfig(dataset="digits", test_fraction=0.3))
+    assert len(d.test) == pytest.approx(0.3 * 1797, abs=2)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,12 @@ def build_bundle(name: str, pool: ImageData, test: ImageData | None,
         test = pool.subset(test_idx)
         indices["test"] = test_idx
     else:
+        default = next(f.default for f in fields(cfg) if f.name == "test_fraction")
+        if cfg.test_fraction != default:  # an option that would change nothing is refused
+            raise DataError(f"test_fraction: {cfg.test_fraction} does not apply to {name}: it "
+                            f"has its own test split ({len(test):,} images), which is used "
+                            "as it is. Drop --test-fraction (--test-subset N scores on a "
+                            "stratified subset of that test split).")
         rest = np.arange(len(pool))
     tr, va = stratified_split(y_pool[rest], cfg.val_fraction, cfg.split_seed, what="validation")
     train_idx, val_idx = rest[tr], rest[va]
