@@ -26,7 +26,7 @@ run: setup system-deps
 # a module's fixtures are built once; tests/conftest.py splits the cores' threads among them.
 test: TEST_WORKERS ?= 2
 test: setup
-	@scripts/system-deps.sh dataset-fashion-mnist chromium
+	@scripts/system-deps.sh dataset-fashion-mnist chromium postgresql
 	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: setup

@@ -3,6 +3,7 @@
 # otherwise says what to install. Usage: scripts/system-deps.sh PACKAGE...
 #   dataset-fashion-mnist  the default dataset (IDX .gz files in /usr/share/datasets/fashion-mnist/)
 #   chromium               headless browser for the HTML report tests
+#   postgresql             a PostgreSQL server for the many-worker Optuna tests (tests start a throw-away cluster)
 set -u
 missing=()
 for pkg in "$@"; do

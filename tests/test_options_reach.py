@@ -136,6 +136,8 @@ ALLOWED: dict[str, str] = {
     "progress": "--no-progress hides the progress bars",
     "report": "--no-report skips rendering report.html from the saved results",
     "workers": "trains the same fits in N local processes",
+    "backend": "where the fits train (this machine or Ray tasks): the same fits",
+    "address": "which Ray cluster trains the fits (with --backend ray only)",
     "dry_run": "prints the plan instead of training it",
     "verbose": "prints every table of the results (tests/analysis/test_api.py checks it)",
     "json": "prints only results.json's path (tests/analysis/test_api.py checks it)",

@@ -146,7 +146,15 @@ def _run_opts(p: argparse.ArgumentParser, *, analysis: bool = False) -> None:
         out.add_argument("--json", action="store_true", help="for scripts: print only the "
                          "path of results.json on stdout (everything else goes to stderr)")
         p.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="train fits in N local processes (default: 1, in this process)")
+                       help="train fits in N local processes (default: 1, in this process); "
+                       "with --backend ray, at most N fits at once (default: as many as the "
+                       "cluster's CPUs hold)")
+        p.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="where fits train: local (this machine) or ray (Ray tasks; needs "
+                       "pip install 'biasvar[ray]'); the same fits and results")
+        p.add_argument("--address", metavar="ADDR", default=None,
+                       help="with --backend ray: the Ray cluster to use (auto, "
+                       "ray://host:10001); default: start a local one")
         p.add_argument("--dry-run", action="store_true",
                        help="print the planned fits and an estimated time, then stop")
 
@@ -257,7 +265,8 @@ def _analysis(fn_name: str) -> Any:
         with _quiet_for_json(args):
             result = fn(config_from_args(args), analysis=analysis_from_args(args),
                         workers=args.workers, out=args.out, progress=args.progress,
-                        fresh=args.fresh, dry_run=args.dry_run, report=args.report)
+                        fresh=args.fresh, dry_run=args.dry_run, report=args.report,
+                        backend=args.backend, address=args.address)
         return _show(result, args, stdout)
     return command
 
@@ -288,6 +297,20 @@ def _decompose(args: argparse.Namespace) -> int:
                                        sampling=a.sampling or "bootstrap", out=out,
                                        source=str(src), report=args.report)
     return _show(result, args, stdout)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    trials = args.trials
+    if trials is None and args.timeout is None and args.sampler != "grid":
+        trials = 20
+    print(tune(config_from_args(args), space=args.space, sampler=args.sampler,
+               trials=trials, timeout=args.timeout, seeds=args.seeds, pruner=args.pruner,
+               storage=args.storage, study=args.study, workers=args.workers,
+               backend=args.backend, address=args.address, diagnose=args.diagnose,
+               out=args.out, fresh=args.fresh, progress=args.progress, report=args.report))
+    return 0
 
 
 # ----------------------------------------------------------------------------------- parser
@@ -363,6 +386,46 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    "labels (m), optional classes; nothing is trained")
     _run_opts(p, analysis=True)
     _add_config(p, "decompose")
+
+    p = add("tune", _tune, help="search training options (Optuna) for the lowest validation "
+            "error; the best config, a trials table and a report",
+            description="Search the options in a space (--space FILE.yaml, or the built-in "
+            "bias / variance spaces built from the knob table) for the lowest validation error, "
+            "each trial trained for --seeds seeds. Writes trials.csv, best_config.yaml "
+            "(`biasvar train --config best_config.yaml`), tune.json and report.html; a killed "
+            "run continues where it stopped when the same command runs again.")
+    _run_opts(p)
+    p.add_argument("--space", default="bias", metavar="FILE|bias|variance",
+                   help="the search space: a YAML file {option: {type: float|int|categorical, "
+                   "low, high, log, step, choices}} or a built-in name (default: bias)")
+    p.add_argument("--sampler", choices=("grid", "random", "tpe"), default="tpe",
+                   help="how trials are chosen (default: tpe; grid: every combination of "
+                   "discrete values)")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="finished (complete or pruned) trials to reach (default: 20, or the "
+                   "whole grid; with --timeout alone: no limit)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="start no trial after S seconds")
+    p.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="fits per trial, averaged (default: 1; 3 measures the seed spread)")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
+                   help="stop trials falling behind, epoch by epoch (default: median)")
+    p.add_argument("--storage", metavar="URL", default=None,
+                   help="an Optuna storage URL (postgresql://..., sqlite:///...) shared by "
+                   "several machines (default: optuna.journal in the run directory)")
+    p.add_argument("--study", metavar="NAME", default=None,
+                   help="the study's name in the storage (default: the run directory's name)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run trials in N local processes on the one study (default: 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local (Optuna in local processes) or ray (Ray Tune; needs pip install "
+                   "'biasvar[ray]')")
+    p.add_argument("--address", metavar="ADDR", default=None,
+                   help="with --backend ray: the Ray cluster to use (auto, ray://host:10001)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="also diagnose (quick profile) the starting and the best config and "
+                   "compare them (compare.html)")
+    _add_config(p)
 
     add("report", _report, help="(re)render report.html of a run directory from its saved "
         "results, without training").add_argument("run_dir", metavar="RUN_DIR")

@@ -187,15 +187,28 @@ class _Session:
     @classmethod
     def open(cls, command: str, cfg: ExperimentConfig | None, analysis: AnalysisConfig, *,
              out: Any, fresh: bool, workers: int, progress: bool, dry_run: bool,
-             variants: Sequence[ExperimentConfig] = (), source: Any = None) -> _Session:
+             variants: Sequence[ExperimentConfig] = (), source: Any = None,
+             backend: str = "local", address: str | None = None) -> _Session:
+        from ..errors import unknown_name
         from ..runs import open_run
-        from .jobs import JobRunner, JobStore, ProcessExecutor, SerialExecutor
+        from .jobs import (JobRunner, JobStore, ProcessExecutor, RayExecutor, SerialExecutor,
+                           require_ray)
 
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigError(f"workers: {workers!r} must be a whole number, at least 1.")
+        if backend not in ("local", "ray"):
+            raise unknown_name("backend", backend, ("local", "ray"))
+        if address is not None and backend != "ray":
+            raise ConfigError(f"address: {address!r} is a Ray cluster's address and applies "
+                              "to --backend ray only; add --backend ray or drop --address.")
+        if backend == "ray":
+            require_ray()  # before the run directory is touched: a missing Ray writes nothing
         setup = open_run(command, cfg if cfg is not None else ExperimentConfig(), out=out,
                          fresh=fresh, analysis=analysis, variants=variants, source=source)
-        executor = SerialExecutor() if workers == 1 else ProcessExecutor(workers)
+        if backend == "ray":  # workers > 1 caps the fits running at once on the cluster
+            executor: Any = RayExecutor(address, workers=workers if workers > 1 else None)
+        else:
+            executor = SerialExecutor() if workers == 1 else ProcessExecutor(workers)
         runner = JobRunner(JobStore(setup.run_dir), setup.data, executor)
         return cls(command, setup, runner, progress, dry_run, fresh)
 
@@ -332,7 +345,8 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
              progress: bool = True, rounds: int | None = None, sampling: str | None = None,
              fraction: float | None = None, label_noise: float | None = None,
              analysis: AnalysisConfig | None = None, fresh: bool = False,
-             dry_run: bool = False, report: bool = True, source: Any = None) -> Results:
+             dry_run: bool = False, report: bool = True, source: Any = None,
+             backend: str = "local", address: str | None = None) -> Results:
     """The main job: a reference fit, a learning curve, a decomposition (and with the thorough
     profile a width complexity curve) → a verdict with ranked remedies.
 
@@ -340,7 +354,13 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
         config: the experiment (default ``ExperimentConfig()``: Fashion-MNIST, the CNN).
         profile: ``"quick"`` (default) or ``"thorough"``.
         target_error: the best achievable error (default: a built-in dataset's best known).
-        workers: fits trained in this many local processes (1: in this process).
+        workers: fits trained in this many local processes (1: in this process); with
+            ``backend="ray"``, at most this many fits at once on the cluster (1: as many as
+            its CPUs hold, each fit reserving ``config.threads`` CPUs, default 1).
+        backend: ``"local"`` (this machine) or ``"ray"`` (fits as Ray tasks; needs the extra
+            ``biasvar[ray]``): the same fits and results, elsewhere.
+        address: the Ray cluster to use (``"auto"``, ``"ray://host:10001"``); default: a
+            local cluster is started. Only with ``backend="ray"``.
         out: the run directory (default ``runs/diagnose-<dataset>-<model>-<hash>``); running
             again with the same options trains only what is missing.
         rounds, sampling, fraction, label_noise: the decomposition's options (default: the
@@ -376,7 +396,8 @@ def diagnose(config: ExperimentConfig | None = None, *, profile: str | None = No
                           "--target-error E, or use --sampling split (the default).")
     note = prof.note
     s = _Session.open("diagnose", cfg, a, out=out, fresh=fresh, workers=workers,
-                      progress=progress, dry_run=dry_run, source=source)
+                      progress=progress, dry_run=dry_run, source=source, backend=backend,
+                      address=address)
     known = (_target(cfg.dataset, a.target_error)
              if a.target_error is not None or has_known_target(cfg.dataset) else None)
     s.start()
@@ -480,7 +501,8 @@ def learning_curve(config: ExperimentConfig | None = None, *,
                    workers: int = 1,
                    out: str | Path | None = None, progress: bool = True,
                    analysis: AnalysisConfig | None = None, fresh: bool = False,
-                   dry_run: bool = False, report: bool = True, source: Any = None) -> Results:
+                   dry_run: bool = False, report: bool = True, source: Any = None,
+                   backend: str = "local", address: str | None = None) -> Results:
     """Train and validation error against the training-set size: ``seeds`` fits per size on
     nested stratified subsets, and a power law err(n) ≈ a·n^(−b) + c fitted to them.
 
@@ -495,7 +517,8 @@ def learning_curve(config: ExperimentConfig | None = None, *,
     cfg = resolve(config if config is not None else ExperimentConfig())
     seed_list = list(range(cfg.seed, cfg.seed + a.seeds))
     s = _Session.open("curve-learning", cfg, a, out=out, fresh=fresh, workers=workers,
-                      progress=progress, dry_run=dry_run, source=source)
+                      progress=progress, dry_run=dry_run, source=source, backend=backend,
+                      address=address)
     s.start()
     size_list = parse_sizes(a.sizes, len(s.data.train))
     jobs = learning_curve_jobs(s.cfg, s.data, sizes=size_list, seeds=seed_list)
@@ -515,7 +538,8 @@ def complexity_curve(config: ExperimentConfig | None = None, *, param: str | Non
                      out: str | Path | None = None, progress: bool = True,
                      analysis: AnalysisConfig | None = None, fresh: bool = False,
                      dry_run: bool = False, report: bool = True,
-                     source: Any = None) -> Results:
+                     source: Any = None, backend: str = "local",
+                     address: str | None = None) -> Results:
     """Train and validation error against one knob (``param``, a name of
     :data:`biasvar.knobs.KNOBS`) at each of ``values``, ``seeds`` fits each; with ``rounds`` ≥
     2 also the decomposition at each value. Returns :class:`Results` with
@@ -531,7 +555,8 @@ def complexity_curve(config: ExperimentConfig | None = None, *, param: str | Non
     seed_list = list(range(cfg.seed, cfg.seed + a.seeds))
     _, variants = complexity_configs(cfg, a.param, a.values)
     s = _Session.open("curve-complexity", cfg, a, out=out, fresh=fresh, workers=workers,
-                      progress=progress, dry_run=dry_run, variants=variants, source=source)
+                      progress=progress, dry_run=dry_run, variants=variants, source=source,
+                      backend=backend, address=address)
     s.start()
     opts = dict(param=a.param, values=a.values, seeds=seed_list, rounds=a.rounds,
                 sampling=a.sampling, fraction=a.fraction, label_noise=a.label_noise)
@@ -545,7 +570,8 @@ def decompose(config: ExperimentConfig | None = None, *, rounds: int | None = No
               sampling: str | None = None, fraction: float | None = None,
               label_noise: float | None = None, workers: int = 1, out: str | Path | None = None, progress: bool = True,
               analysis: AnalysisConfig | None = None, fresh: bool = False,
-              dry_run: bool = False, report: bool = True, source: Any = None) -> Results:
+              dry_run: bool = False, report: bool = True, source: Any = None,
+              backend: str = "local", address: str | None = None) -> Results:
     """Bias, variance and net variance (0-1, squared error, cross-entropy) of ``rounds`` models
     (default 5) trained on resampled data (``sampling``: bootstrap, split, subsample, seed),
     with 95 % intervals over test points and standard errors over models."""
@@ -554,7 +580,8 @@ def decompose(config: ExperimentConfig | None = None, *, rounds: int | None = No
     a = resolve_analysis("decompose", _options(
         analysis, rounds=rounds, sampling=sampling, fraction=fraction, label_noise=label_noise))
     s = _Session.open("decompose", config, a, out=out, fresh=fresh, workers=workers,
-                      progress=progress, dry_run=dry_run, source=source)
+                      progress=progress, dry_run=dry_run, source=source, backend=backend,
+                      address=address)
     s.start()
     opts = dict(rounds=a.rounds, sampling=a.sampling, fraction=a.fraction,
                 label_noise=a.label_noise)

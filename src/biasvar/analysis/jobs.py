@@ -5,7 +5,7 @@ with a deterministic key (a hash of the spec). Its result is stored under
 ``<run_dir>/fits/<key>/``: ``last.pt``/``best.pt``/``history.csv`` while it trains, then
 ``test_log_probs.npy`` (fp32, m×K) and ``result.json`` (written last, atomically: its presence
 means the job is done); then ``last.pt`` keeps only the final weights (no optimizer state). Analyses ask a :class:`JobStore` for results; an executor runs the jobs
-that are missing — serially, in local processes, or (later) as Ray tasks — and the same spec
+that are missing — serially, in local processes, or as Ray tasks — and the same spec
 gives the same result (to float tolerance, same thread count). A job killed mid-way resumes from
 its own ``last.pt``.
 """
@@ -28,8 +28,8 @@ from .._io import atomic_write_bytes, atomic_write_json, read_json
 from ..config import ExperimentConfig, semantic_dict
 from ..data import DataBundle
 
-__all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "Executor",
-           "run_job", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
+__all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "RayExecutor",
+           "Executor", "require_ray", "run_job", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,9 +98,11 @@ def noisy_labels(y: np.ndarray, fraction: float, num_classes: int, seed: int) ->
     return y
 
 
-def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = False) -> JobResult:
+def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = False,
+            callbacks: Sequence[Any] = ()) -> JobResult:
     """Train one job into ``job_dir`` (continuing its own last.pt if a kill interrupted it),
-    score it, and write its result files. Module-level so process pools and Ray can call it."""
+    score it, and write its result files. Module-level so process pools and Ray can call it.
+    ``callbacks`` go to ``fit`` (e.g. tune's pruning; one that raises leaves no result)."""
     import torch
 
     from ..train import evaluate, fit, load_checkpoint
@@ -125,7 +127,7 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
             (job_dir / "last.pt").unlink()
     t0 = time.perf_counter()
     res = fit(job.config, data, seed=job.seed, train_indices=job.train_indices, run_dir=job_dir,
-              resume=resume, progress=progress, desc=job.tag or job.key)
+              resume=resume, progress=progress, desc=job.tag or job.key, callbacks=callbacks)
     # train error on the rows this model was trained on (eval mode, no augmentation)
     rows = None if job.train_indices is None else np.unique(job.train_indices)
     scored = data if rows is None or job.score_train else replace(
@@ -271,6 +273,197 @@ class ProcessExecutor:
                 # a failed fit (or Ctrl-C) stops the analysis now, not after the queued fits
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+
+
+# -- Ray ----------------------------------------------------------------------------------------
+#
+# How data and results travel. The DataBundle is put into Ray's object store ONCE per `run` and
+# every task gets the same ObjectRef (Ray hands the task the stored value; the tensors are not
+# pickled per task). A task trains its job in a temporary folder on whatever machine runs it,
+# then returns the JobResult and every file `run_job` wrote there as bytes; the driver writes
+# them into the run directory's JobStore (result.json last, atomically, as run_job does). So
+# the run directory lives only on the driver's filesystem and the same code works on a local
+# cluster and on remote machines with no shared disk. The cost is one copy of each fit's files
+# through the object store (checkpoints included), small next to the training.
+# A job that a kill interrupted earlier resumes on the worker from the run directory's files
+# (its last.pt is shipped with the task).
+
+#: attempts after the first when a fit fails on a worker (an exception or a lost worker)
+RAY_RETRIES = 1
+
+
+def require_ray() -> Any:
+    """``import ray``, or the ConfigError saying which extra to install."""
+    from ..errors import ConfigError
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("backend: 'ray' needs Ray, which is not installed; install the "
+                          "extra: pip install 'biasvar[ray]'") from None
+    return ray
+
+
+def _job_files(job_dir: Path) -> dict[str, bytes]:
+    """Every file under ``job_dir`` (relative path → bytes); temporary files left out."""
+    if not job_dir.is_dir():
+        return {}
+    return {str(f.relative_to(job_dir)): f.read_bytes() for f in sorted(job_dir.rglob("*"))
+            if f.is_file() and not f.name.endswith(".tmp")}
+
+
+def _ray_fit(job: FitJob, data: DataBundle, threads: int,
+             start: dict[str, bytes]) -> tuple[JobResult, dict[str, bytes]]:
+    """A Ray task: train ``job`` in a temporary folder (seeded with ``start``, the files of an
+    interrupted earlier attempt), return its result and the files it wrote."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"biasvar-fit-{job.key}-"))
+    try:
+        job_dir = tmp / job.key
+        for rel, blob in start.items():
+            atomic_write_bytes(job_dir / rel, blob)
+        result = _worker(job, data, str(job_dir), threads)
+        return result, _job_files(job_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_job_files(job_dir: Path, files: dict[str, bytes]) -> None:
+    """Write a task's files into the store; result.json (the 'done' mark) last."""
+    for rel in sorted(files, key=lambda r: r == "result.json"):
+        atomic_write_bytes(job_dir / rel, files[rel])
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks, on a local Ray cluster (started here with ``num_cpus`` CPUs,
+    default all of this machine's, when Ray is not running in this process yet) or on the
+    cluster at ``address`` (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``).
+
+    Each task reserves ``threads`` CPUs and trains with that many torch threads (a job's own
+    ``config.threads`` wins; default 1), so the cluster runs as many fits at once as its CPUs
+    hold; ``workers`` caps that number (None: no cap). The data goes through the object store
+    once; each fit's files come back to this process and are written into the run directory
+    (see the comment above), so results equal the serial executor's at the same thread count.
+    A fit that fails on a worker is retried ``retries`` times, then stops the analysis with a
+    BiasvarError naming its key. A cluster started here stays up until the process exits (or
+    ``ray.shutdown()``), so later analyses in the same process reuse it.
+
+    >>> executor = RayExecutor(num_cpus=4)              # doctest: +SKIP
+    >>> JobRunner(JobStore("runs/x"), data, executor).run(jobs)  # doctest: +SKIP
+    """
+
+    def __init__(self, address: str | None = None, *, workers: int | None = None,
+                 threads: int | None = None, num_cpus: int | None = None,
+                 retries: int = RAY_RETRIES, runtime_env: dict[str, Any] | None = None):
+        self.address = address
+        self.workers = workers
+        self.threads = threads or 1
+        self.num_cpus = num_cpus
+        self.retries = retries
+        self.runtime_env = runtime_env or {}
+        self._task: Any = None  # the remote function, made once
+
+    def _runtime_env(self) -> dict[str, Any]:
+        """What workers need to import and run biasvar. A local cluster's workers run this
+        Python (the venv, where biasvar is installed, editable or not) with this process's
+        environment and sys.path; a remote cluster also gets the biasvar package shipped
+        (``py_modules``: the cluster needs torch and the other dependencies installed) and the
+        BIASVAR_* environment variables."""
+        env: dict[str, Any] = {}
+        if self.address is not None:
+            import biasvar
+
+            env["py_modules"] = [str(Path(biasvar.__file__).parent)]
+            env["env_vars"] = {k: v for k, v in os.environ.items() if k.startswith("BIASVAR_")}
+        for k, v in self.runtime_env.items():
+            env[k] = {**env.get(k, {}), **v} if isinstance(v, dict) else v
+        return env
+
+    def connect(self) -> Any:
+        """Start (or join) the cluster, unless Ray already runs in this process; the module."""
+        import logging
+
+        ray = require_ray()
+        if not ray.is_initialized():
+            kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                      logging_level=logging.WARNING,
+                                      runtime_env=self._runtime_env() or None)
+            if self.address is None:
+                kw["num_cpus"] = self.num_cpus or os.cpu_count() or 1
+            try:
+                ray.init(self.address, **kw)
+            except ConnectionError as e:
+                from ..errors import ConfigError
+
+                raise ConfigError(f"address: cannot connect to a Ray cluster at "
+                                  f"{self.address!r} ({e}); start one (ray start --head) or "
+                                  "fix --address.") from None
+        return ray
+
+    def _put_data(self, ray: Any, data: DataBundle) -> Any:
+        try:
+            return ray.put(data)
+        except Exception as e:  # noqa: BLE001 - whatever the user's Dataset raises on pickling
+            from ..errors import DataError
+
+            raise DataError(f"the dataset cannot be sent to Ray workers ({type(e).__name__}: "
+                            f"{e}); define its Dataset class at module level, or run the fits "
+                            "in this process (--backend local).") from None
+
+    def _submit(self, ray: Any, job: FitJob, data_ref: Any, store: JobStore) -> Any:
+        threads = job.config.threads or self.threads
+        if self._task is None:
+            self._task = ray.remote(_ray_fit)
+        task = self._task.options(num_cpus=threads, max_retries=self.retries,
+                                  retry_exceptions=True, name=f"fit-{job.key}")
+        return task.remote(job, data_ref, threads, _job_files(store.dir(job)))
+
+    def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
+            on_done: Callable[[FitJob, JobResult], None], progress: Any = False) -> None:
+        ray = self.connect()
+        data_ref = self._put_data(ray, data)
+        queue = list(jobs)
+        cap = self.workers or len(queue)
+        running: dict[Any, FitJob] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < cap:
+                    job = queue.pop(0)
+                    running[self._submit(ray, job, data_ref, store)] = job
+                ready, _ = ray.wait(list(running), num_returns=1)
+                job = running.pop(ready[0])
+                try:
+                    result, files = ray.get(ready[0])
+                except ray.exceptions.RayError as e:
+                    raise self._failed(job, e) from None
+                _write_job_files(store.dir(job), files)
+                if progress:
+                    progress.update(result_steps(job, data))
+                on_done(job, result)
+        except BaseException:
+            # a failed fit (or Ctrl-C) stops the analysis now, not after the queued fits; the
+            # fits already written stay in the store and are reused by the next run
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise
+
+    def _failed(self, job: FitJob, e: Exception) -> Exception:
+        from ..errors import BiasvarError
+
+        cause = getattr(e, "cause", None) or e
+        what = f"{type(cause).__name__}: {cause}".strip().splitlines()
+        attempts = self.retries + 1
+        msg = (f"fit {job.key}{f' ({job.tag})' if job.tag else ''} failed on a Ray worker "
+               f"{attempts} time{'s' * (attempts > 1)}: {what[0] if what else type(cause)}. "
+               "The fits finished before it are stored: run again to continue.")
+        if isinstance(cause, BiasvarError):
+            try:
+                return type(cause)(msg)
+            except Exception:  # noqa: BLE001 - a subclass with another constructor
+                pass
+        return BiasvarError(msg)
 
 
 def result_steps(job: FitJob, data: DataBundle) -> int:

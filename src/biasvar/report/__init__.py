@@ -25,8 +25,10 @@ from ._compare import compare
 from ._html import render_fragment, render_html
 from ._page import render_report
 from ._load import load_run
+from ._tune import render_tune_report
 
-__all__ = ["render_report", "render_fragment", "load_run", "render_html", "compare"]
+__all__ = ["render_report", "render_fragment", "load_run", "render_html", "compare",
+           "render_tune_report"]
 
 
 

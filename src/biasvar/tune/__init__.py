@@ -1,0 +1,32 @@
+"""``biasvar tune``: search the training options for the lowest validation error (Optuna).
+
+:func:`tune` runs the study; :func:`load_space` checks a search space; :data:`SPACES` holds the
+built-in ones (``bias``, ``variance``: built from the knob table). The objective shared by the
+local and the Ray backends is :func:`~biasvar.tune._objective.evaluate_params`.
+
+>>> from biasvar import ExperimentConfig, tune                                   # doctest: +SKIP
+>>> r = tune(ExperimentConfig(dataset="digits", model="mlp"), space="bias", trials=10)
+>>> print(r)                                                                     # doctest: +SKIP
+
+``biasvar.tune`` is both this package and the function: calling the package calls :func:`tune`
+(``import biasvar.tune`` would otherwise hide the function exported as ``biasvar.tune``).
+"""
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from ._space import SPACES, Param, Space, load_space
+from ._study import PRUNERS, SAMPLERS, TuneResults, tune
+
+__all__ = ["tune", "TuneResults", "load_space", "SPACES", "Space", "Param", "SAMPLERS",
+           "PRUNERS"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> TuneResults:
+        return tune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

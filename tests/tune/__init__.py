@@ -1,0 +1,1 @@
+"""Tests of biasvar.tune (mirrors src/biasvar/tune)."""
