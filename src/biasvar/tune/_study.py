@@ -143,16 +143,27 @@ def _sampler(name: str, space: Space, seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+#: intermediate values are reported at the share of a trial's schedule done, in per mille
+PROGRESS_STEPS = 1000
+
+
+def progress_step(epoch: int, epochs: int) -> int:
+    """Epoch ``epoch`` of ``epochs`` as the per-mille share of the schedule done (1..1000)."""
+    return max(1, min(PROGRESS_STEPS, round(PROGRESS_STEPS * epoch / max(1, epochs))))
+
+
 def _pruner(name: str, epochs: int) -> Any:
     import optuna
 
     if name == "median":
-        # prune a trial whose error at an epoch is above the median of the finished trials' at
-        # that epoch, once 3 trials have finished
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+        # prune a trial whose error is above the median of the earlier trials' at the same share
+        # of their schedules, from half-way through it, once 5 trials have finished: early in a
+        # schedule the error says little about where it ends
+        return optuna.pruners.MedianPruner(n_startup_trials=5,
+                                           n_warmup_steps=PROGRESS_STEPS // 2)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, int(epochs)),
-                                              reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=PROGRESS_STEPS // 10,
+                                              max_resource=PROGRESS_STEPS, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -310,8 +321,16 @@ class _Objective:
                            f"{self.trials} trials (another worker took the last one)")
         params = self.space.suggest(trial)
 
+        total = int(params.get("epochs") or self.cfg.epochs or 1)
+        by_epoch: dict[str, float] = {}
+
         def on_epoch(epoch: int, val_error: float) -> None:
-            trial.report(val_error, epoch)
+            # reported against the share of the trial's own schedule done (per mille), so that
+            # trials of different lengths are compared at the same point of their schedules
+            # (a 60-epoch trial at epoch 10 still has a high learning rate), not at epoch 10
+            by_epoch[str(epoch)] = float(val_error)
+            trial.set_user_attr("val_by_epoch", dict(by_epoch))
+            trial.report(val_error, progress_step(epoch, total))
             if self.prune and trial.should_prune():
                 raise optuna.TrialPruned(f"validation error {val_error:.4f} at epoch {epoch}")
 
@@ -459,7 +478,10 @@ def _trial_rows(study: Any, space: Space, seeds: int) -> list[dict[str, Any]]:
             else None,
             "std": float(t.user_attrs["std"]) if values and "std" in t.user_attrs else None,
             "test_errors": t.user_attrs.get("test_errors", []) if values else [],
-            "intermediate": {str(k): float(v) for k, v in sorted(t.intermediate_values.items())},
+            "intermediate": dict(sorted(
+                ((str(k), float(v)) for k, v in (t.user_attrs.get("val_by_epoch") or
+                                                 t.intermediate_values).items()),
+                key=lambda kv: int(kv[0]))),
             "seconds": None if secs is None else float(secs),
             **({"error": t.user_attrs["error"]} if "error" in t.user_attrs
                and t.state.name == "FAIL" else {}),
