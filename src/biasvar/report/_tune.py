@@ -538,7 +538,7 @@ def slice_plot(tune: Tune) -> str | None:
 # ----------------------------------------------------------------------------------- sections
 
 def _header(tune: Tune, nav: Sequence[tuple[str, str]]) -> str:
-    finished = tune.count(*_FINISHED)
+    finished = tune.count("COMPLETE", "PRUNED")  # what --trials counts (failed ones do not)
     of = f" of {count(tune.trials_requested)} requested" if tune.trials_requested else ""
     states = ", ".join(f"{tune.count(s)} {w}" for s, w in
                        (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed"),

@@ -19,6 +19,9 @@ from typing import Any
 
 from ._space import SPACES, Param, Space, load_space
 from ._study import PRUNERS, SAMPLERS, TuneResults, tune
+from . import _ray  # registers the Ray Tune backend (imports Ray on use only)
+
+del _ray
 
 __all__ = ["tune", "TuneResults", "load_space", "SPACES", "Space", "Param", "SAMPLERS",
            "PRUNERS"]

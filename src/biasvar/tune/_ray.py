@@ -38,6 +38,8 @@ from typing import Any
 from .._io import atomic_write_text
 from ..config import ExperimentConfig, resolve
 from ..errors import BiasvarError, ConfigError
+from ._study import (RUNNERS, JOURNAL, _drop_tune_files, _finish, _finished, _sampler,
+                     open_storage, redact)
 from ._space import Space, load_space
 
 __all__ = ["run_ray_tune", "ray_search_space"]
@@ -221,8 +223,6 @@ def run_ray_tune(*, config: ExperimentConfig | None, space: str | Path | Mapping
     from ..analysis.jobs import RayExecutor, require_ray
     from ..rundir import default_run_dir
     from ..runs import open_run
-    from ._study import (JOURNAL, _drop_tune_files, _finish, _finished, _sampler, open_storage,
-                         redact)
 
     require_ray()  # before the run directory is touched
     from ray import tune as rt
@@ -325,3 +325,6 @@ def run_ray_tune(*, config: ExperimentConfig | None, space: str | Path | Mapping
                    trials=trials, timeout=timeout, storage=storage, study_name=study_name,
                    workers=workers, diagnose=diagnose, progress=progress, report=report,
                    t_start=t_start, backend="ray")
+
+
+RUNNERS["ray"] = run_ray_tune

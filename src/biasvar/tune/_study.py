@@ -167,6 +167,11 @@ def _pruner(name: str, epochs: int) -> Any:
     return optuna.pruners.NopPruner()
 
 
+#: the other backends' entry points, by name (tune/_ray.py registers "ray"); each takes
+#: :func:`tune`'s keyword arguments
+RUNNERS: dict[str, Any] = {}
+
+
 def open_storage(storage: str | None, run_dir: Path) -> Any:
     """The default journal file (safe for several local processes: file locks) or any Optuna
     storage URL (an RDB with heartbeats: a dead worker's trial is failed and retried once)."""
@@ -584,13 +589,8 @@ def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping 
     if sampler == "grid":
         n_grid = sp.grid_size()
         trials = n_grid if trials is None else min(trials, n_grid)
-    if backend == "ray":
-        try:
-            from ._ray import run_ray_tune
-        except ImportError as e:
-            raise ConfigError(f"backend: ray is not available ({e}); install the extra "
-                              "(pip install 'biasvar[ray]') or use --backend local.") from None
-        return run_ray_tune(config=config, space=space, sampler=sampler, trials=trials,
+    if backend != "local":  # registered by its module (tune/_ray.py: "ray")
+        return RUNNERS[backend](config=config, space=space, sampler=sampler, trials=trials,
                             timeout=timeout, seeds=seeds, pruner=pruner, storage=storage,
                             study=study, workers=workers, address=address, diagnose=diagnose,
                             out=out, fresh=fresh, progress=progress, report=report)
