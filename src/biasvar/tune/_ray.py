@@ -35,11 +35,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
 from ..config import ExperimentConfig, resolve
-from ..errors import BiasvarError, ConfigError
-from ._study import (RUNNERS, JOURNAL, _drop_tune_files, _finish, _finished, _sampler,
-                     open_storage, redact)
+from ..errors import BiasvarError
+from ._study import RUNNERS, _finish, _finished, _sampler, open_tune_run
 from ._space import Space, load_space
 
 __all__ = ["run_ray_tune", "ray_search_space"]
@@ -218,11 +216,8 @@ def run_ray_tune(*, config: ExperimentConfig | None, space: str | Path | Mapping
     default 1). ``pruner`` "median" or "hyperband" → the ASHA scheduler (asynchronous
     successive halving over epochs), "none" → no early stopping."""
     import numpy as np
-    import optuna
 
     from ..analysis.jobs import RayExecutor, require_ray
-    from ..rundir import default_run_dir
-    from ..runs import open_run
 
     require_ray()  # before the run directory is touched
     from ray import tune as rt
@@ -234,35 +229,9 @@ def run_ray_tune(*, config: ExperimentConfig | None, space: str | Path | Mapping
     sp = load_space(space, cfg0)
 
     # -- the run directory and the study: as the local backend opens them
-    key = {"space": sp.to_dict(), "sampler": sampler, "pruner": pruner, "seeds": seeds,
-           "storage": redact(storage) if storage else None, "study": study}
-    run_dir = Path(out) if out else default_run_dir("tune", cfg0, extra=key)
-    setup = open_run("tune", cfg0, out=run_dir, fresh=fresh)
-    cfg, data = setup.cfg, setup.data
-    study_name = study or run_dir.name
-    stored = run_dir / "space.yaml"
-    if not fresh and stored.is_file() and (run_dir / JOURNAL).exists() and storage is None:
-        import yaml
-
-        prev = yaml.safe_load(stored.read_text(encoding="utf-8"))
-        if prev != yaml.safe_load(sp.to_yaml()):
-            raise ConfigError(f"space: {str(run_dir)!r} holds a tune over another space "
-                              f"({', '.join(prev or {})}); add --fresh to start over there, or "
-                              "--out DIR for a new run.")
-    setup.prepare(fresh=fresh)
-    if fresh:
-        _drop_tune_files(run_dir)
-    setup.write()
-    atomic_write_text(run_dir / "space.yaml", sp.to_yaml())
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    store_obj = open_storage(storage, run_dir)
-    if fresh and storage is not None:
-        try:
-            optuna.delete_study(study_name=study_name, storage=store_obj)
-        except KeyError:
-            pass
-    st = optuna.create_study(study_name=study_name, storage=store_obj, direction="minimize",
-                             load_if_exists=True)
+    run_dir, cfg, data, study_name, st = open_tune_run(
+        cfg0, sp, sampler=sampler, pruner=pruner, seeds=seeds, storage=storage, study=study,
+        out=out, fresh=fresh)
 
     # -- what is left to run, and what the sampler already knows
     done_before = _finished(st)

@@ -542,6 +542,54 @@ def _drop_tune_files(run_dir: Path) -> None:
 
 # -- the entry point ----------------------------------------------------------------------------
 
+def open_tune_run(cfg0: ExperimentConfig, sp: Space, *, sampler: str, pruner: str, seeds: int,
+                  storage: str | None, study: str | None, out: str | Path | None,
+                  fresh: bool) -> tuple[Path, ExperimentConfig, Any, str, Any]:
+    """Open a tune's run directory and its study, as every backend does: a bad storage fails
+    before anything is written, a run directory holding another space is refused, the config,
+    split and space are written. Returns (run_dir, config, data, study name, study)."""
+    import optuna
+
+    from ..rundir import default_run_dir
+    from ..runs import open_run
+
+    quiet_optuna()
+    if storage is not None:  # a bad or unreachable URL fails before anything is written
+        open_storage(storage, Path("."))
+    key = {"space": sp.to_dict(), "sampler": sampler, "pruner": pruner, "seeds": seeds,
+           "storage": redact(storage) if storage else None, "study": study}
+    run_dir = Path(out) if out else default_run_dir("tune", cfg0, extra=key)
+    setup = open_run("tune", cfg0, out=run_dir, fresh=fresh)
+    cfg, data = setup.cfg, setup.data
+    study_name = study or run_dir.name
+    # check the stored space before anything is written
+    stored = run_dir / "space.yaml"
+    if not fresh and stored.is_file() and (run_dir / JOURNAL).exists() and storage is None:
+        import yaml
+
+        prev = yaml.safe_load(stored.read_text(encoding="utf-8"))
+        if prev != yaml.safe_load(sp.to_yaml()):
+            raise ConfigError(f"space: {str(run_dir)!r} holds a tune over another space "
+                              f"({', '.join(prev or {})}); add --fresh to start over there, or "
+                              "--out DIR for a new run.")
+    setup.prepare(fresh=fresh)
+    if fresh:
+        _drop_tune_files(run_dir)
+    setup.write()
+    atomic_write_text(run_dir / "space.yaml", sp.to_yaml())
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    store_obj = open_storage(storage, run_dir)
+    if fresh and storage is not None:
+        try:
+            optuna.delete_study(study_name=study_name, storage=store_obj)
+        except KeyError:
+            pass
+    st = optuna.create_study(study_name=study_name, storage=store_obj, direction="minimize",
+                             load_if_exists=True)
+    return run_dir, cfg, data, study_name, st
+
+
 def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping = "bias",
          sampler: str = "tpe", trials: int | None = 20, timeout: float | None = None,
          seeds: int = 1, pruner: str = "median", storage: str | None = None,
@@ -598,45 +646,9 @@ def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping 
         raise ConfigError("address: a Ray cluster address applies to --backend ray only; add "
                           "--backend ray or drop --address.")
 
-    from ..rundir import default_run_dir
-    from ..runs import open_run
-
-    quiet_optuna()
-    if storage is not None:  # a bad or unreachable URL fails before anything is written
-        open_storage(storage, Path("."))
-    key = {"space": sp.to_dict(), "sampler": sampler, "pruner": pruner, "seeds": seeds,
-           "storage": redact(storage) if storage else None, "study": study}
-    run_dir = Path(out) if out else default_run_dir("tune", cfg0, extra=key)
-    setup = open_run("tune", cfg0, out=run_dir, fresh=fresh)
-    cfg, data = setup.cfg, setup.data
-    study_name = study or run_dir.name
-    # check the stored space before anything is written
-    stored = run_dir / "space.yaml"
-    if not fresh and stored.is_file() and (run_dir / JOURNAL).exists() and storage is None:
-        import yaml
-
-        prev = yaml.safe_load(stored.read_text(encoding="utf-8"))
-        if prev != yaml.safe_load(sp.to_yaml()):
-            raise ConfigError(f"space: {str(run_dir)!r} holds a tune over another space "
-                              f"({', '.join(prev or {})}); add --fresh to start over there, or "
-                              "--out DIR for a new run.")
-    setup.prepare(fresh=fresh)
-    if fresh:
-        _drop_tune_files(run_dir)
-    setup.write()
-    atomic_write_text(run_dir / "space.yaml", sp.to_yaml())
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    store_obj = open_storage(storage, run_dir)
-    if fresh and storage is not None:
-        try:
-            optuna.delete_study(study_name=study_name, storage=store_obj)
-        except KeyError:
-            pass
-    st = optuna.create_study(study_name=study_name, storage=store_obj, direction="minimize",
-                             load_if_exists=True)
+    run_dir, cfg, data, study_name, st = open_tune_run(
+        cfg0, sp, sampler=sampler, pruner=pruner, seeds=seeds, storage=storage, study=study,
+        out=out, fresh=fresh)
     defaults = sp.defaults(cfg)
     if not st.get_trials(deepcopy=False) and sampler != "grid" and sp.contains(defaults):
         st.enqueue_trial(defaults, user_attrs={"default": True})
