@@ -466,10 +466,12 @@ def _worker_main(spec: _Spec, data: Any) -> int:
 # -- the results --------------------------------------------------------------------------------
 
 def _trial_rows(study: Any, space: Space, seeds: int) -> list[dict[str, Any]]:
-    """Every trial of the study (but the surplus ones) as tune.json's trial records."""
+    """Every trial of the study (but the surplus ones) as tune.json's trial records. A trial
+    another worker has just created and not yet sampled (running, no parameters) is left out:
+    it may still turn out surplus."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("surplus"):
+        if t.user_attrs.get("surplus") or (t.state.name == "RUNNING" and not t.params):
             continue
         values = t.user_attrs.get("values") if t.state.name == "COMPLETE" else None
         secs = t.user_attrs.get("seconds")
