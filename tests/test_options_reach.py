@@ -463,3 +463,14 @@ def test_from_predictions_refuses_training_options(cli_run, tmp_path):
     rc, err = cli_run(["decompose", "--from-predictions", str(tmp_path / "p.npz"),
                        "--epochs", "3", "--no-report"])
     assert rc == 2 and "--epochs" in err
+
+
+@pytest.mark.parametrize("flags", [["--backend", "ray"], ["--address", "auto"]])
+def test_from_predictions_refuses_cluster_options(cli_run, tmp_path, flags):
+    # nothing is trained from given predictions, so a cluster would change nothing
+    rng = np.random.default_rng(0)
+    lp = np.log(rng.dirichlet(np.ones(3), size=(2, 5)))
+    np.savez(tmp_path / "p.npz", log_probs=lp, labels=np.array([0, 1, 2, 0, 1]))
+    rc, err = cli_run(["decompose", "--from-predictions", str(tmp_path / "p.npz"), *flags])
+    assert rc == 2 and flags[0] in err
+    assert not (tmp_path / "p-decomposition").exists()

@@ -280,7 +280,9 @@ def _decompose(args: argparse.Namespace) -> int:
         *_overrides(args, ExperimentConfig), *_overrides(args, AnalysisConfig))
         if k != "sampling"), key=str)
     ignored += [flag for flag, on in (("--config", args.config), ("--dry-run", args.dry_run),
-                                      ("--workers", args.workers != 1)) if on]
+                                      ("--workers", args.workers != 1),
+                                      ("--backend", args.backend != "local"),
+                                      ("--address", args.address is not None)) if on]
     if ignored:
         raise BiasvarError(f"--from-predictions: {', '.join(ignored)} would change nothing: the "
                            "predictions are analysed as given, nothing is trained. Drop "
@@ -309,7 +311,8 @@ def _tune(args: argparse.Namespace) -> int:
                trials=trials, timeout=args.timeout, seeds=args.seeds, pruner=args.pruner,
                storage=args.storage, study=args.study, workers=args.workers,
                backend=args.backend, address=args.address, diagnose=args.diagnose,
-               out=args.out, fresh=args.fresh, progress=args.progress, report=args.report))
+               out=args.out, fresh=args.fresh, progress=args.progress, report=args.report,
+               dry_run=args.dry_run))
     return 0
 
 
@@ -425,6 +428,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--diagnose", action="store_true",
                    help="also diagnose (quick profile) the starting and the best config and "
                    "compare them (compare.html)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the search would cost here (each point's trial timed "
+                   "from its real training step: the grid, or the starting config and points "
+                   "drawn from the space) and exit; nothing is trained or written")
     _add_config(p)
 
     add("report", _report, help="(re)render report.html of a run directory from its saved "

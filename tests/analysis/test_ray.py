@@ -66,6 +66,37 @@ def test_unknown_backend_is_refused_in_python(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_fits_at_once_counts_the_cluster_slots(monkeypatch):
+    # the time estimate divides the fits among these slots (Ray need not be installed)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert RayExecutor().fits_at_once() == 6                      # 1 thread per task
+    assert RayExecutor(threads=4).fits_at_once() == 1
+    assert RayExecutor(num_cpus=8, threads=2).fits_at_once() == 4
+    assert RayExecutor(num_cpus=8, workers=3).fits_at_once() == 3
+    assert RayExecutor("ray://head:10001").fits_at_once() is None  # unknown until connected
+    assert RayExecutor("ray://head:10001", workers=5).fits_at_once() == 5
+
+
+def test_dry_run_estimate_counts_ray_fits_side_by_side(tmp_path, monkeypatch):
+    # a dry run with --backend ray estimates for the cluster's slots, 1 thread per fit
+    require_component(HAVE_RAY, "Ray", "pip install 'biasvar[ray]'")
+    from biasvar.analysis import jobs as jobs_mod
+
+    calls = []
+    real = jobs_mod.estimate_seconds
+
+    def spy(todo, data, *, workers=1, threads=None):
+        calls.append((workers, threads))
+        return real(todo, data, workers=workers, threads=threads)
+
+    monkeypatch.setattr(jobs_mod, "estimate_seconds", spy)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    for b in ("local", "ray"):
+        decompose(ExperimentConfig(**FAST), rounds=4, backend=b, out=tmp_path / b,
+                  progress=False, dry_run=True)
+    assert calls == [(1, None), (4, 1)]  # how 4 slots share the fits: test_estimate.py
+
+
 # -- on a local cluster -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

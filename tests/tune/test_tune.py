@@ -184,6 +184,22 @@ def test_two_workers_share_one_study(tmp_path: Path):
     assert len(owners) >= 1
 
 
+def test_two_workers_on_a_grid_run_each_point_once(tmp_path: Path):
+    # Optuna's grid sampler maps trial k to the k-th point of its seeded shuffle: workers
+    # seeded apart shuffled apart, and ran some points twice and others never
+    from biasvar.tune import tune
+
+    space = {"width": {"type": "categorical", "choices": [8, 12, 16]},
+             "lr": {"type": "categorical", "choices": [0.002, 0.004]}}
+    r = tune(ExperimentConfig(**{**CFG.__dict__, "epochs": 1}), space=space, sampler="grid",
+             trials=None, workers=2, out=tmp_path / "g2", progress=False, report=False,
+             pruner="none")
+    trials = load_study(tmp_path / "g2").get_trials()
+    points = sorted((t.params["width"], t.params["lr"]) for t in trials if t.state in FINISHED)
+    assert r.trials == 6
+    assert points == [(w, lr) for w in (8, 12, 16) for lr in (0.002, 0.004)]
+
+
 def test_grid_runs_every_combination(tmp_path: Path):
     from biasvar.tune import tune
 
@@ -235,3 +251,37 @@ def test_pruning(tmp_path: Path):
     epochs = resolve(CFG).epochs
     assert list(study.trials[3].user_attrs["val_by_epoch"]) == ["1"]
     assert list(study.trials[3].intermediate_values) == [progress_step(1, epochs)]
+    # a trial is never pruned at its last epoch: it has trained in full, its value is final
+    one = ExperimentConfig(**{**CFG.__dict__, "epochs": 1})
+    study.enqueue_trial({"lr": 1e-7})
+    study.optimize(_Objective(one, space, seeds=1, data=data, store=store, prune=True,
+                              trials=None), n_trials=1)
+    assert study.trials[4].state == TrialState.COMPLETE
+    assert store.done(trial_jobs(one, {"lr": 1e-7}, seeds=1)[0])
+
+
+def test_diagnose_the_start_and_the_best(tmp_path: Path):
+    # --diagnose end to end: a quick diagnosis of each config, in the run directory, the pair
+    # compared, and the tune report's before/after table read from the two results.json
+    from biasvar.tune import tune
+
+    space = {"width": {"type": "categorical", "choices": [16, 4]}}
+    cfg = ExperimentConfig(**{**CFG.__dict__, "epochs": 1})
+    out = tmp_path / "run"
+    r = tune(cfg, space=space, sampler="grid", trials=None, seeds=1, pruner="none", out=out,
+             progress=False, report=True, diagnose=True)
+    doc = json.loads((out / "tune.json").read_text())
+    assert doc["diagnose"] == {"start": "diagnose-start", "best": "diagnose-best",
+                               "compare": "compare.html"}
+    results = {s: json.loads((out / f"diagnose-{s}" / "results.json").read_text())
+               for s in ("start", "best")}
+    assert results["start"]["config"]["width"] == 16
+    assert results["best"]["config"]["width"] == r.best_params["width"]
+    for res in results.values():
+        assert res["command"] == "diagnose" and res["profile"] == "quick"
+        assert res["config"]["epochs"] == 1 and res["config"]["dataset"] == "digits"
+    assert (out / "compare.html").is_file()
+    page = (out / "report.html").read_text()
+    assert 'class="diagnose-table"' in page and 'href="compare.html"' in page
+    start_bias = results["start"]["decomposition"]["zero_one"]["bias"]["value"]
+    assert f"{100 * start_bias:.2f}%" in page

@@ -237,14 +237,18 @@ class _Session:
     def execute(self, jobs: list) -> None:
         """Run every job (deduplicated); with dry_run, stop with the plan instead. The header
         says how many fits there are and the time range to train those not stored."""
-        from .jobs import ProcessExecutor, estimate_seconds, plan_summary, result_steps
+        from .jobs import (ProcessExecutor, RayExecutor, estimate_seconds, plan_summary,
+                           result_steps)
 
         unique = _dedupe(jobs)
         todo = [j for j in unique if not self.store.done(j)]
         ex = self.runner.executor
-        parallel = isinstance(ex, ProcessExecutor)
-        est = estimate_seconds(todo, self.data, workers=ex.workers if parallel else 1,
-                               threads=ex.threads if parallel else None)
+        at_once, threads = 1, None
+        if isinstance(ex, ProcessExecutor):
+            at_once, threads = ex.workers, ex.threads
+        elif isinstance(ex, RayExecutor):  # its tasks train with ex.threads threads each
+            at_once, threads = ex.fits_at_once() or 1, ex.threads
+        est = estimate_seconds(todo, self.data, workers=at_once, threads=threads)
         for note in self.data.notes:
             print(f"note: {note}")
         header = (f"{self.data.summary()}\nrun directory: {self.run_dir}\n"

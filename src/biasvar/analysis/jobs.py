@@ -365,6 +365,15 @@ class RayExecutor:
         self.runtime_env = runtime_env or {}
         self._task: Any = None  # the remote function, made once
 
+    def fits_at_once(self) -> int | None:
+        """How many fits run side by side: the local cluster's CPUs over ``threads`` (capped by
+        ``workers``); on a cluster at an address, ``workers`` if given, else None (its size is
+        known only once connected, and the estimate then assumes one fit at a time)."""
+        if self.address is not None and self.num_cpus is None:
+            return self.workers
+        slots = max(1, (self.num_cpus or os.cpu_count() or 1) // self.threads)
+        return min(slots, self.workers) if self.workers else slots
+
     def _runtime_env(self) -> dict[str, Any]:
         """What workers need to import and run biasvar. A local cluster's workers run this
         Python (the venv, where biasvar is installed, editable or not) with this process's
@@ -392,6 +401,10 @@ class RayExecutor:
                                       runtime_env=self._runtime_env() or None)
             if self.address is None:
                 kw["num_cpus"] = self.num_cpus or os.cpu_count() or 1
+                # Ray >= 2.5x turns token authentication on for a new local cluster (kept: it
+                # is the safe default) and warns about it at every start; not the user's news
+                logging.getLogger("ray._private.authentication.authentication_token_setup"
+                                  ).setLevel(logging.ERROR)
             try:
                 ray.init(self.address, **kw)
             except ConnectionError as e:
@@ -599,7 +612,8 @@ def _fit_seconds(w: FitWork, sp: Any, step: float, image: float) -> float:
 
 def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int = 1,
                      threads: int | None = None) -> Estimate:
-    """The time to train ``jobs`` (in ``workers`` processes of ``threads`` torch threads each).
+    """The time to train ``jobs`` (``workers`` fits at once, of ``threads`` torch threads each:
+    local worker processes or Ray tasks).
 
     Each fit's time is the sum over what it does (:func:`fit_work`): training steps × the
     median timed step, inference images (a validation pass each epoch, the final scoring of
@@ -619,7 +633,7 @@ def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int =
     busy: list[float] = []
     for j in jobs:
         cfg = j.config
-        if workers > 1 and cfg.threads is None:  # the worker processes' thread count
+        if threads is not None and cfg.threads is None:  # the worker processes' thread count
             cfg = _replace(cfg, threads=threads)
         sp = fit_speed(cfg, data)
         if sp.others_cores is not None:

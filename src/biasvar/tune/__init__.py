@@ -1,6 +1,7 @@
 """``biasvar tune``: search the training options for the lowest validation error (Optuna).
 
-:func:`tune` runs the study; :func:`load_space` checks a search space; :data:`SPACES` holds the
+:func:`tune` runs the study (or, with ``dry_run=True``, returns its :class:`TunePlan`: the
+cost of each trial here, nothing written); :func:`load_space` checks a search space; :data:`SPACES` holds the
 built-in ones (``bias``, ``variance``: built from the knob table). The objective shared by the
 local and the Ray backends is :func:`~biasvar.tune._objective.evaluate_params`.
 
@@ -17,18 +18,19 @@ import sys
 import types
 from typing import Any
 
+from ._plan import TunePlan
 from ._space import SPACES, Param, Space, load_space
 from ._study import PRUNERS, SAMPLERS, TuneResults, tune
 from . import _ray  # registers the Ray Tune backend (imports Ray on use only)
 
 del _ray
 
-__all__ = ["tune", "TuneResults", "load_space", "SPACES", "Space", "Param", "SAMPLERS",
+__all__ = ["tune", "TuneResults", "TunePlan", "load_space", "SPACES", "Space", "Param", "SAMPLERS",
            "PRUNERS"]
 
 
 class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> TuneResults:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return tune(*args, **kwargs)
 
 

@@ -336,7 +336,8 @@ class _Objective:
             by_epoch[str(epoch)] = float(val_error)
             trial.set_user_attr("val_by_epoch", dict(by_epoch))
             trial.report(val_error, progress_step(epoch, total))
-            if self.prune and trial.should_prune():
+            # not at its last epoch: the trial has trained in full, its result is final
+            if self.prune and epoch < total and trial.should_prune():
                 raise optuna.TrialPruned(f"validation error {val_error:.4f} at epoch {epoch}")
 
         t0 = time.perf_counter()
@@ -398,6 +399,9 @@ def _load_study(spec: _Spec, space: Space) -> Any:
     # on the same study state suggests the same values
     n = len(probe.get_trials(deepcopy=False))
     seed = int(np.random.SeedSequence([int(spec.cfg.seed), n, spec.worker]).generate_state(1)[0])
+    if spec.sampler == "grid":  # Optuna's grid sampler gives trial k the k-th point of its
+        # seeded shuffle of the grid: every worker must shuffle alike, or two run one point
+        seed = int(spec.cfg.seed)
     return optuna.load_study(study_name=spec.study, storage=storage,
                              sampler=_sampler(spec.sampler, space, seed),
                              pruner=_pruner(spec.pruner, int(spec.cfg.epochs or 1)))
@@ -597,7 +601,8 @@ def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping 
          seeds: int = 1, pruner: str = "median", storage: str | None = None,
          study: str | None = None, workers: int = 1, backend: str = "local",
          address: str | None = None, diagnose: bool = False, out: str | Path | None = None,
-         fresh: bool = False, progress: bool = True, report: bool = True) -> TuneResults:
+         fresh: bool = False, progress: bool = True, report: bool = True,
+         dry_run: bool = False) -> Any:
     """Search the training options in ``space`` for the lowest validation error.
 
     Args:
@@ -620,9 +625,12 @@ def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping 
         diagnose: also diagnose (quick profile) the starting and the best config and compare.
         out: the run directory (default ``runs/tune-<dataset>-<model>-<hash>``); running the
             same command again continues the study. ``fresh``: start over.
+        dry_run: return a :class:`~biasvar.tune.TunePlan` (what the search would cost here,
+            trial by trial) instead; nothing is trained or written.
 
     Returns:
-        :class:`TuneResults`; the run directory holds ``trials.csv``, ``best_config.yaml``,
+        :class:`TuneResults` (a :class:`~biasvar.tune.TunePlan` with ``dry_run``); the run
+        directory holds ``trials.csv``, ``best_config.yaml``,
         ``tune.json`` and ``report.html``.
 
     >>> from biasvar import ExperimentConfig, tune                            # doctest: +SKIP
@@ -639,14 +647,19 @@ def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping 
     if sampler == "grid":
         n_grid = sp.grid_size()
         trials = n_grid if trials is None else min(trials, n_grid)
+    if address is not None and backend != "ray":
+        raise ConfigError("address: a Ray cluster address applies to --backend ray only; add "
+                          "--backend ray or drop --address.")
+    if dry_run:
+        from ._plan import plan_tune
+
+        return plan_tune(cfg0, sp, sampler=sampler, trials=trials, seeds=seeds,
+                         workers=workers, diagnose=diagnose, pruner=pruner)
     if backend != "local":  # registered by its module (tune/_ray.py: "ray")
         return RUNNERS[backend](config=config, space=space, sampler=sampler, trials=trials,
                             timeout=timeout, seeds=seeds, pruner=pruner, storage=storage,
                             study=study, workers=workers, address=address, diagnose=diagnose,
                             out=out, fresh=fresh, progress=progress, report=report)
-    if address is not None:
-        raise ConfigError("address: a Ray cluster address applies to --backend ray only; add "
-                          "--backend ray or drop --address.")
 
     run_dir, cfg, data, study_name, st = open_tune_run(
         cfg0, sp, sampler=sampler, pruner=pruner, seeds=seeds, storage=storage, study=study,
