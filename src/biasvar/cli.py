@@ -316,6 +316,16 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import ensemble
+
+    print(ensemble(config_from_args(args), members=args.members, kind=args.kind,
+                   combine=args.combine, rounds=args.rounds, workers=args.workers,
+                   out=args.out, fresh=args.fresh, progress=args.progress,
+                   dry_run=args.dry_run, report=args.report))
+    return 0
+
+
 # ----------------------------------------------------------------------------------- parser
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -432,6 +442,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="print what the search would cost here (each point's trial timed "
                    "from its real training step: the grid, or the starting config and points "
                    "drawn from the space) and exit; nothing is trained or written")
+    _add_config(p)
+
+    p = add("ensemble", _ensemble, help="train K members and combine them into one model; "
+            "the measured gain beside the one the decomposition predicts",
+            description="Train --members K fresh models (deep: K seeds; bagging: K bootstrap "
+            "samples) and combine them into one (ensemble.json: `biasvar evaluate RUN_DIR` "
+            "scores it like one model). The ensemble's test error and cross-entropy against "
+            "its mean member's, beside the gain the bias-variance decomposition of --rounds "
+            "models predicts, with 95%% intervals over test points.")
+    _run_opts(p)
+    p.add_argument("--members", type=int, default=5, metavar="K",
+                   help="members, trained fresh (default: 5)")
+    p.add_argument("--kind", choices=("deep", "bagging"), default="deep",
+                   help="deep: K seeds on the whole training set; bagging: K bootstrap "
+                   "samples (default: deep)")
+    p.add_argument("--combine", choices=("logprob", "prob"), default="logprob",
+                   help="average log-probabilities (renormalised; the ensemble the "
+                   "cross-entropy decomposition describes) or probabilities (default: logprob)")
+    p.add_argument("--rounds", type=int, default=None, metavar="R",
+                   help="models of the decomposition that predicts the gain (default: K)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train fits in N local processes (default: 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned fits and an estimated time range, train nothing")
     _add_config(p)
 
     add("report", _report, help="(re)render report.html of a run directory from its saved "

@@ -232,6 +232,21 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
     if not (run_dir / "config.yaml").is_file():
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no config.yaml; point at the run "
                            "directory of a `biasvar train`.")
+    if (run_dir / "ensemble.json").is_file():  # a `biasvar ensemble`: its members as one model
+        from .ensemble import load_ensemble
+
+        if checkpoint != "auto":
+            raise BiasvarError(f"--checkpoint: {checkpoint!r} does not apply to an ensemble, "
+                               "whose members' weights are listed in ensemble.json; drop it.")
+        cfg = replace(resolve(load_config(run_dir / "config.yaml")), device=device)
+        data = load_data(cfg)
+        check_same_run(run_dir, cfg, data.indices, what="evaluate")
+        model = load_ensemble(run_dir, data)
+        metrics = evaluate(model, data, device=device, workers=cfg.loader_workers)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        print(f"{run_dir}: scored the ensemble of {len(model.members)} members "
+              f"({model.combine} averaged)")
+        return metrics
     if (run_dir / "results.json").is_file() and not (run_dir / "last.pt").is_file():
         kind = (read_json(run_dir / "results.json") or {}).get("command", "analysis")
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} is a `biasvar {kind}` run, not a `biasvar "

@@ -140,7 +140,7 @@ def test_ensemble_gain_comes_from_the_decomposition():
     r = _results(0.04, 0.09, decomposition=_decomposition(0.10, 0.07, 0.085, rounds=6))
     ens = _by_name(remedies(r))["ensemble"]
     assert ens.predicted_gain == pytest.approx(0.10 - 0.085)
-    assert "6 models" in ens.action and "--seed 0..5" in ens.action
+    assert "6 models" in ens.action and "`biasvar ensemble --members 6`" in ens.action
     assert "8.5% vs 10.0%" in ens.evidence and "0.030 nats" in ens.evidence
     # no ensemble error stored: the CE variance term is cited, no 0-1 gain predicted
     ce_only = _by_name(remedies(_results(0.04, 0.09, decomposition=_decomposition(

@@ -1,0 +1,323 @@
+"""Ensembles, with the decomposition's prediction of their gain checked on fresh members.
+
+``biasvar ensemble`` (and :func:`ensemble`) trains K members and combines them into one model,
+and holds the measured gain against the one the bias-variance decomposition predicts:
+
+- ``kind="deep"``: K seeds on the full training set (deep ensembles, Lakshminarayanan et al.
+  2017); predicted by a decomposition with ``sampling="seed"``.
+- ``kind="bagging"``: K bootstrap samples of the training set (Breiman 1996); predicted by a
+  decomposition with ``sampling="bootstrap"``.
+
+The prediction comes from the decomposition's own R models (default R = K): the mean model's
+test loss minus that of the ensemble of those R models, which for the cross-entropy of an
+ensemble averaging log-probabilities *is* the CE variance term (exactly, by construction). On
+those same models the match is no test; so the K members are trained fresh (seeds
+``seed + 1000 …``, other bootstrap samples) and their ensemble's gain is measured on the same
+test points. Both gains get a 95 % interval from one bootstrap over test points (paired: the
+same resampled points for the members' mean and the ensemble), which says how much the numbers
+would move with another test set of this size, not with other models.
+
+``combine``: ``"logprob"`` averages log-probabilities and renormalises (the ensemble the CE
+decomposition describes), ``"prob"`` averages probabilities. The ensemble is one artifact,
+``ensemble.json`` in the run directory (its members' fits and how they combine):
+:func:`load_ensemble` gives an ``nn.Module`` that :func:`biasvar.predict`,
+:func:`biasvar.evaluate` and ``biasvar evaluate RUN_DIR`` take like a single model.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ExperimentConfig
+from .errors import BiasvarError, ConfigError, unknown_name
+
+__all__ = ["ensemble", "EnsembleResults", "Ensemble", "load_ensemble", "combine_log_probs",
+           "member_jobs", "KINDS", "COMBINES"]
+
+KINDS = {"deep": "seed", "bagging": "bootstrap"}   # kind → the decomposition's sampling
+COMBINES = ("logprob", "prob")
+#: members are trained with seeds seed + MEMBER_SEED … : never the decomposition's (seed + r)
+MEMBER_SEED = 1000
+ENSEMBLE_FILE = "ensemble.json"
+SCHEMA_VERSION = 1
+
+
+def combine_log_probs(log_probs: np.ndarray, how: str = "logprob") -> np.ndarray:
+    """Combine (K, m, C) log-probabilities into the ensemble's (m, C) log-probabilities:
+    ``logprob``: normalise(mean_k log p_k); ``prob``: log(mean_k p_k). In float64."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if how == "logprob":
+        mean = lp.mean(axis=0)
+    elif how == "prob":
+        top = lp.max(axis=0)
+        mean = top + np.log(np.exp(lp - top).mean(axis=0))
+    else:
+        raise unknown_name("combine", how, COMBINES)
+    top = mean.max(axis=1, keepdims=True)
+    return mean - (top + np.log(np.exp(mean - top).sum(axis=1, keepdims=True)))
+
+
+def _pointwise(lp: np.ndarray, y: np.ndarray, how: str) -> dict[str, np.ndarray]:
+    """Per test point: the members' mean error and CE, the ensemble's error and CE."""
+    rows = np.arange(len(y))
+    ens = combine_log_probs(lp, how)
+    return {"member_error": (np.argmax(lp, axis=2) != y[None]).mean(axis=0).astype(np.float64),
+            "member_ce": -lp[:, rows, y].astype(np.float64).mean(axis=0),
+            "ensemble_error": (np.argmax(ens, axis=1) != y).astype(np.float64),
+            "ensemble_ce": -ens[rows, y]}
+
+
+def gain(log_probs: np.ndarray, labels: np.ndarray, *, how: str = "logprob",
+         n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The mean member's and the ensemble's test error and cross-entropy, and the gain (mean
+    member − ensemble), each ``{"value", "ci95"}`` from one paired bootstrap over test points."""
+    y = np.asarray(labels, dtype=np.int64)
+    pts = _pointwise(log_probs, y, how)
+    series = {"member_error": pts["member_error"], "ensemble_error": pts["ensemble_error"],
+              "gain_error": pts["member_error"] - pts["ensemble_error"],
+              "member_ce": pts["member_ce"], "ensemble_ce": pts["ensemble_ce"],
+              "gain_ce": pts["member_ce"] - pts["ensemble_ce"]}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(int(n_boot), len(y)))
+    out: dict[str, Any] = {}
+    for k, v in series.items():
+        means = v[idx].mean(axis=1)
+        lo, hi = np.quantile(means, [0.025, 0.975])
+        out[k] = {"value": float(v.mean()), "ci95": [float(lo), float(hi)]}
+    per_member = (np.argmax(log_probs, axis=2) != y[None]).mean(axis=1)
+    out["member_errors"] = [float(e) for e in per_member]
+    return out
+
+
+def member_jobs(cfg: ExperimentConfig, data: Any, *, members: int, kind: str) -> list:
+    """K fresh fit jobs: seeds ``seed + MEMBER_SEED + k``; for bagging, bootstrap samples drawn
+    with their own generator (never the decomposition's samples)."""
+    from .analysis.jobs import FitJob
+
+    if kind not in KINDS:
+        raise unknown_name("kind", kind, tuple(KINDS))
+    n = len(data.train)
+    rng = np.random.default_rng([int(cfg.split_seed), MEMBER_SEED])
+    jobs = []
+    for k in range(members):
+        idx = rng.integers(0, n, size=n) if kind == "bagging" else None
+        jobs.append(FitJob(cfg, int(cfg.seed) + MEMBER_SEED + k, idx,
+                           tag=f"ensemble {kind} member {k + 1}/{members}"))
+    return jobs
+
+
+# -- the artifact -------------------------------------------------------------------------------
+
+class Ensemble(nn.Module):
+    """K models as one: ``forward`` returns the combined, normalised log-probabilities
+    (``logprob``: normalise(mean log-softmax); ``prob``: log mean softmax), which any code that
+    takes logits (``log_softmax``, ``argmax``, :func:`biasvar.predict`) reads unchanged."""
+
+    def __init__(self, members: Sequence[nn.Module], combine: str = "logprob"):
+        super().__init__()
+        if combine not in COMBINES:
+            raise unknown_name("combine", combine, COMBINES)
+        if len(members) < 1:
+            raise ConfigError("members: an ensemble needs at least one model.")
+        self.members = nn.ModuleList(members)
+        self.combine = combine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lps = torch.stack([torch.log_softmax(m(x).float(), dim=1) for m in self.members])
+        if self.combine == "logprob":
+            mean = lps.mean(0)
+        else:
+            mean = torch.logsumexp(lps, 0) - math.log(len(self.members))
+        return torch.log_softmax(mean, dim=1)
+
+
+def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
+    """The ensemble of a ``biasvar ensemble`` run as one ``nn.Module`` (eval mode), built from
+    ``ensemble.json``: each member's config and weights from its fit directory."""
+    from ._io import read_json
+    from .config import load_config, resolve
+    from .data import load_data
+    from .errors import CheckpointError
+    from .train import build_model, load_checkpoint
+
+    run_dir = Path(run_dir)
+    doc = read_json(run_dir / ENSEMBLE_FILE) if (run_dir / ENSEMBLE_FILE).is_file() else None
+    if not isinstance(doc, dict) or "member_fits" not in doc:
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no {ENSEMBLE_FILE}; point at the run "
+                           "directory of a `biasvar ensemble`.")
+    cfg = resolve(load_config(run_dir / "config.yaml"))
+    data = data if data is not None else load_data(cfg)
+    models = []
+    for m in doc["member_fits"]:
+        path = run_dir / m["weights"]
+        ck = load_checkpoint(path)
+        model = build_model(cfg, data)
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: does not fit the ensemble's model "
+                                  f"({str(e).splitlines()[0]}).") from None
+        models.append(model.eval())
+    return Ensemble(models, doc["combine"]).eval()
+
+
+# -- the command --------------------------------------------------------------------------------
+
+@dataclass
+class EnsembleResults:
+    """What ``ensemble`` measured (the dict written to ``ensemble.json``) and where."""
+
+    doc: dict[str, Any]
+    run_dir: Path
+    report: Path | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> dict[str, Any]:
+        return self.doc["measured"]
+
+    @property
+    def predicted(self) -> dict[str, Any]:
+        return self.doc["predicted"]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _fmt_term(t: dict[str, Any], scale: float = 100.0, unit: str = "%", digits: int = 2) -> str:
+    lo, hi = t["ci95"]
+    return (f"{scale * t['value']:.{digits}f}{unit} [{scale * lo:.{digits}f}, "
+            f"{scale * hi:.{digits}f}]")
+
+
+def _summary(doc: dict[str, Any], run_dir: Path, report: Path | None) -> list[str]:
+    m, p = doc["measured"], doc["predicted"]
+    k, r = doc["members"], doc["rounds"]
+    lines = [f"ensemble: {k} {doc['kind']} members ({doc['combine']} averaged), test set of "
+             f"{doc['n_test']} images; 95% intervals over test points",
+             f"  mean member  error {_fmt_term(m['member_error'])}   "
+             f"CE {_fmt_term(m['member_ce'], 1, '', 4)}",
+             f"  ensemble     error {_fmt_term(m['ensemble_error'])}   "
+             f"CE {_fmt_term(m['ensemble_ce'], 1, '', 4)}",
+             f"  gain, measured on {k} fresh members:      error {_fmt_term(m['gain_error'], 100, ' pts')}"
+             f"   CE {_fmt_term(m['gain_ce'], 1, '', 4)}",
+             f"  gain, predicted by {r} decomposition models: error "
+             f"{_fmt_term(p['gain_error'], 100, ' pts')}   CE {_fmt_term(p['gain_ce'], 1, '', 4)}",
+             f"  {doc['agreement']}",
+             f"  ensemble: {run_dir / ENSEMBLE_FILE}  (`biasvar evaluate {run_dir}`)"]
+    if report is not None:
+        lines.append(f"  report: {report}")
+    return lines
+
+
+def _agreement(pred: dict[str, Any], meas: dict[str, Any]) -> str:
+    """Whether the measured gain lies in the predicted one's interval, and the other way."""
+    parts = []
+    for key, name in (("gain_error", "error"), ("gain_ce", "cross-entropy")):
+        p, m = pred[key], meas[key]
+        inside = p["ci95"][0] <= m["value"] <= p["ci95"][1]
+        overlap = not (m["ci95"][1] < p["ci95"][0] or p["ci95"][1] < m["ci95"][0])
+        parts.append(f"{name}: the measured gain is {'inside' if inside else 'outside'} the "
+                     f"predicted interval" + ("" if inside else
+                                              f" (the intervals {'overlap' if overlap else 'do not overlap'})"))
+    return "prediction check — " + "; ".join(parts)
+
+
+def ensemble(config: ExperimentConfig | None = None, *, members: int = 5, kind: str = "deep",
+             combine: str = "logprob", rounds: int | None = None, workers: int = 1,
+             out: str | Path | None = None, fresh: bool = False, progress: bool = True,
+             dry_run: bool = False, report: bool = True, n_boot: int = 1000) -> Any:
+    """Train ``members`` fresh models of ``config`` and combine them into one; measure the
+    ensemble's test error and cross-entropy against its mean member's, beside the gain the
+    bias-variance decomposition of ``rounds`` models (default: as many as ``members``)
+    predicts. See the module's docstring.
+
+    Returns:
+        :class:`EnsembleResults` (a :class:`~biasvar.analysis.Plan` with ``dry_run``); the run
+        directory holds ``ensemble.json`` (the artifact and the figures), the fits and, with
+        ``report``, ``report.html``.
+    """
+    from ._io import atomic_write_json
+    from .analysis._api import _DryRun, _Session
+    from .analysis.analyses import decomposition_jobs
+    from .config import config_to_dict, resolve
+    from .rundir import default_run_dir
+
+    t0 = time.perf_counter()
+    if kind not in KINDS:
+        raise unknown_name("kind", kind, tuple(KINDS))
+    if combine not in COMBINES:
+        raise unknown_name("combine", combine, COMBINES)
+    for name, v, lo in (("members", members, 2), ("rounds", rounds, 2)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < lo):
+            raise ConfigError(f"{name}: {v!r}; an ensemble needs at least {lo} models "
+                              "(5 is typical).")
+    rounds = members if rounds is None else rounds
+    cfg0 = resolve(config if config is not None else ExperimentConfig())
+    key = {"members": members, "kind": kind, "combine": combine, "rounds": rounds}
+    run_dir = Path(out) if out else default_run_dir("ensemble", cfg0, extra=key)
+    s = _Session.open("ensemble", cfg0, None, out=run_dir, fresh=fresh,
+                      workers=workers, progress=progress, dry_run=dry_run)
+    s.start()
+    cfg, data = s.cfg, s.data
+    sampling = KINDS[kind]
+    predictors = decomposition_jobs(cfg, data, rounds=rounds, sampling=sampling)
+    fresh_members = member_jobs(cfg, data, members=members, kind=kind)
+    try:
+        s.execute([*predictors, *fresh_members])
+    except _DryRun as stop:
+        return stop.plan
+    y = data.test.y.numpy()
+    lp_pred = np.stack([r.test_log_probs for r in s.runner.run(predictors)])
+    lp_mem = np.stack([r.test_log_probs for r in s.runner.run(fresh_members)])
+    predicted = gain(lp_pred, y, how=combine, n_boot=n_boot, seed=cfg.seed)
+    measured = gain(lp_mem, y, how=combine, n_boot=n_boot, seed=cfg.seed)
+    from .analysis._formulas import decompose
+
+    dec = decompose(lp_pred.astype(np.float32), y, classes=list(data.classes),
+                    sampling=sampling, n_boot=n_boot, seed=cfg.seed)
+    which = "best.pt" if cfg.early_stopping else "last.pt"
+    doc = {
+        "schema_version": SCHEMA_VERSION, "command": "ensemble", "dataset": cfg.dataset,
+        "model": cfg.model, "kind": kind, "combine": combine, "members": members,
+        "rounds": rounds, "sampling": sampling, "n_test": int(len(y)),
+        "classes": list(data.classes), "config": config_to_dict(cfg),
+        "member_fits": [{"key": j.key, "seed": j.seed, "n_train": len(data.train)
+                         if j.train_indices is None else int(len(j.train_indices)),
+                         "weights": f"fits/{j.key}/{which}",
+                         "test_error": e} for j, e in zip(fresh_members,
+                                                          measured["member_errors"])],
+        "measured": measured, "predicted": predicted,
+        "agreement": _agreement(predicted, measured),
+        "decomposition": {k: dec[k] for k in ("zero_one", "cross_entropy", "ensemble",
+                                               "rounds", "sampling")},
+        "timing": {"seconds": round(time.perf_counter() - t0, 1),
+                   **({"estimate": s.estimate} if s.estimate else {})},
+    }
+    atomic_write_json(run_dir / ENSEMBLE_FILE, doc)
+    page = None
+    if report:
+        from .report._ensemble import render_ensemble_report
+
+        page = render_ensemble_report(run_dir)
+    return EnsembleResults(doc, run_dir, page, _summary(doc, run_dir, page))
+
+
+class _CallableModule(types.ModuleType):
+    """``biasvar.ensemble`` is both this module and the function (as ``biasvar.tune`` is):
+    ``import biasvar.ensemble`` would otherwise hide the function exported under that name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return ensemble(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,167 @@
+"""Ensembles: the combination and the gain against independent computations (scikit-learn's
+log loss, torch's log-softmax, the decomposition's CE variance term), fresh members never the
+decomposition's models, and ``biasvar ensemble`` end to end on tiny digits fits: one artifact
+that ``biasvar evaluate`` scores like a single model, to the same numbers."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import log_loss
+
+from biasvar import ExperimentConfig, cli
+from biasvar.analysis._formulas import decompose
+from biasvar.analysis.analyses import decomposition_jobs
+from biasvar.data import load_data
+from biasvar.ensemble import combine_log_probs, ensemble, gain, load_ensemble, member_jobs
+from biasvar.errors import BiasvarError, ConfigError
+
+pytestmark = pytest.mark.timeout(240)
+
+FAST = dict(dataset="digits", model="mlp", width=16, epochs=2, threads=1, precision="fp32",
+            channels_last="off")
+FLAGS = ["--dataset", "digits", "--model", "mlp", "--width", "16", "--epochs", "2",
+         "--threads", "1", "--precision", "fp32", "--channels-last", "off", "--no-progress"]
+
+
+def _random_lp(k=4, m=300, c=5, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(k, m, c)) * 2
+    y = rng.integers(0, c, size=m)
+    logits[:, np.arange(m), y] += 1.5  # better than chance
+    return torch.log_softmax(torch.tensor(logits), dim=2).numpy(), y
+
+
+def test_combine_matches_torch_and_numpy():
+    lp, _ = _random_lp()
+    want_log = torch.log_softmax(torch.tensor(lp).mean(0), dim=1).numpy()
+    assert combine_log_probs(lp, "logprob") == pytest.approx(want_log, abs=1e-10)
+    want_prob = np.log(np.exp(lp).mean(0))
+    assert combine_log_probs(lp, "prob") == pytest.approx(want_prob, abs=1e-10)
+    with pytest.raises(ConfigError, match="combine"):
+        combine_log_probs(lp, "median")
+
+
+@pytest.mark.parametrize("how", ["logprob", "prob"])
+def test_gain_against_scikit_learn(how):
+    lp, y = _random_lp()
+    g = gain(lp, y, how=how, n_boot=200)
+    ens = np.exp(combine_log_probs(lp, how))
+    members_err = np.mean([(m.argmax(1) != y).mean() for m in lp])
+    members_ce = np.mean([log_loss(y, np.exp(m), labels=range(5)) for m in lp])
+    assert g["member_error"]["value"] == pytest.approx(members_err)
+    assert g["member_ce"]["value"] == pytest.approx(members_ce)
+    assert g["ensemble_error"]["value"] == pytest.approx((ens.argmax(1) != y).mean())
+    assert g["ensemble_ce"]["value"] == pytest.approx(log_loss(y, ens, labels=range(5)))
+    assert g["gain_ce"]["value"] == pytest.approx(members_ce - log_loss(y, ens, labels=range(5)))
+    for k in ("member_error", "ensemble_error", "gain_error", "gain_ce"):
+        lo, hi = g[k]["ci95"]
+        assert lo <= g[k]["value"] <= hi and lo < hi
+
+
+def test_predicted_ce_gain_is_the_decompositions_variance_term():
+    # two independent computations: the paired gain here, the CE variance (mean KL) there
+    lp, y = _random_lp(k=5)
+    g = gain(lp, y, how="logprob", n_boot=50)
+    d = decompose(lp.astype(np.float32), y, n_boot=50)
+    assert g["gain_ce"]["value"] == pytest.approx(d["cross_entropy"]["variance"]["value"],
+                                                  rel=1e-5)
+    assert g["ensemble_ce"]["value"] == pytest.approx(d["cross_entropy"]["bias"]["value"],
+                                                      rel=1e-5)
+
+
+@pytest.mark.parametrize("kind, sampling", [("deep", "seed"), ("bagging", "bootstrap")])
+def test_members_are_fresh(kind, sampling):
+    cfg = ExperimentConfig(**FAST)
+    data = load_data(cfg)
+    mem = member_jobs(cfg, data, members=3, kind=kind)
+    pred = decomposition_jobs(cfg, data, rounds=3, sampling=sampling)
+    assert not {j.key for j in mem} & {j.key for j in pred}
+    assert not {j.seed for j in mem} & {j.seed for j in pred}
+    assert len({j.seed for j in mem}) == 3
+    if kind == "bagging":
+        n = len(data.train)
+        for j in mem:
+            assert len(j.train_indices) == n and len(np.unique(j.train_indices)) < n
+        assert not any(np.array_equal(a.train_indices, b.train_indices)
+                       for a in mem for b in pred)
+    else:
+        assert all(j.train_indices is None for j in mem)
+
+
+@pytest.fixture(scope="module")
+def ens_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ens") / "run"
+    r = ensemble(ExperimentConfig(**FAST), members=2, kind="bagging", out=out, progress=False)
+    return out, r
+
+
+def test_ensemble_run_and_its_artifact(ens_run, capsys):
+    out, r = ens_run
+    doc = json.loads((out / "ensemble.json").read_text())
+    assert doc["members"] == 2 and doc["rounds"] == 2 and doc["sampling"] == "bootstrap"
+    assert len(doc["member_fits"]) == 2
+    for f in doc["member_fits"]:
+        assert (out / f["weights"]).is_file()
+    # the artifact scored as one model (nn.Module path) gives the numbers measured from the
+    # stored log-probabilities (numpy path)
+    from biasvar.runs import evaluate_run
+
+    metrics = evaluate_run(out)
+    assert metrics["test"]["error"] == pytest.approx(doc["measured"]["ensemble_error"]["value"],
+                                                     abs=1e-9)
+    assert metrics["test"]["loss"] == pytest.approx(doc["measured"]["ensemble_ce"]["value"],
+                                                    rel=1e-4)
+    # biasvar.predict takes it like a single model
+    from biasvar import predict
+
+    cfg = ExperimentConfig(**FAST)
+    data = load_data(cfg)
+    lp = predict(load_ensemble(out, data), data, "test")
+    assert np.exp(lp).sum(1) == pytest.approx(np.ones(len(lp)), abs=1e-5)
+    assert (lp.argmax(1) != data.test.y.numpy()).mean() == pytest.approx(
+        doc["measured"]["ensemble_error"]["value"])
+    page = (out / "report.html").read_text()
+    assert "Predicted vs measured gain" in page and "<svg" in page
+    assert "prediction check" in str(r)
+
+
+def test_rerun_trains_nothing(ens_run, capsys):
+    out, r = ens_run
+    again = ensemble(ExperimentConfig(**FAST), members=2, kind="bagging", out=out,
+                     progress=False)
+    assert "4 already stored, 0 to train" in capsys.readouterr().out
+    assert again.doc["measured"] == r.doc["measured"]
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--members", "1"], "members"), (["--rounds", "1"], "rounds"),
+    (["--combine", "median"], "--combine"), (["--kind", "snapshot"], "--kind")])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, field):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) if args[0] in ("--combine", "--kind") else _no_raise():
+        code = cli.main(["ensemble", *FLAGS, *args, "--out", str(out)])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+    assert not out.exists()
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_evaluate_refuses_a_checkpoint_choice_for_an_ensemble(ens_run):
+    from biasvar.runs import evaluate_run
+
+    out, _ = ens_run
+    with pytest.raises(BiasvarError, match="--checkpoint"):
+        evaluate_run(out, checkpoint="best")
+    with pytest.raises(BiasvarError, match="ensemble.json"):
+        load_ensemble(out.parent)
