@@ -326,6 +326,14 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shift(args: argparse.Namespace) -> int:
+    from .shift import shift
+
+    print(shift(Path(args.run_dir), corruptions=args.corruptions, severities=args.severities,
+                adabn=args.adabn, out=args.out, seed=args.seed, report=args.report))
+    return 0
+
+
 # ----------------------------------------------------------------------------------- parser
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -467,6 +475,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--dry-run", action="store_true",
                    help="print the planned fits and an estimated time range, train nothing")
     _add_config(p)
+
+    p = add("shift", _shift, help="error (and bias/variance for an ensemble) on corrupted "
+            "copies of a run's test set, five severities each; --adabn re-estimates batch norm",
+            description="Score a `biasvar train` run's model, or a `biasvar ensemble` run's "
+            "members, on its test set corrupted CIFAR-10-C style (seeded: a rerun is "
+            "identical). Writes shift.json and report.html (default: RUN_DIR/shift). Trains "
+            "nothing.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--corruptions", default=None, metavar="A,B",
+                   help="which (default: all): gaussian_noise, blur, contrast, brightness, "
+                   "rotation, translation, occlusion")
+    p.add_argument("--severities", default=None, metavar="1,2,3,4,5",
+                   help="which severities, 1 (mild) to 5 (severe) (default: all five)")
+    p.add_argument("--adabn", action="store_true",
+                   help="also score each model after re-estimating its batch-norm statistics on "
+                   "the corrupted test images (unlabelled; AdaBN)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions (default: 0)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: RUN_DIR/shift)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write report.html")
 
     add("report", _report, help="(re)render report.html of a run directory from its saved "
         "results, without training").add_argument("run_dir", metavar="RUN_DIR")

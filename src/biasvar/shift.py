@@ -1,0 +1,358 @@
+"""Error under distribution shift: a trained model (or ensemble) on corrupted copies of its test
+set, and test-time batch-norm re-estimation (AdaBN) as a remedy.
+
+``biasvar shift RUN_DIR`` (and :func:`shift`) scores the run's model — a ``biasvar train`` run,
+or every member of a ``biasvar ensemble`` run — on the test set corrupted in the style of
+CIFAR-10-C (Hendrycks & Dietterich 2019) at five severities: Gaussian noise, Gaussian blur,
+contrast, brightness, rotation, translation and occlusion (:data:`CORRUPTIONS`; the magnitudes
+below are relative to the image size, so 8-, 28- and 32-pixel images are hit alike). Every
+corruption is seeded by (corruption, severity, ``seed``): a rerun is identical.
+
+With an ensemble's K ≥ 2 members the test loss at each severity is also decomposed into bias and
+variance (0-1 and cross-entropy, :func:`biasvar.analysis._formulas.decompose`, ``seed``
+sampling for deep members), so the report shows which term grows with the shift.
+
+``adabn=True`` (``--adabn``) also scores each model after re-estimating its batch-norm
+statistics on the corrupted test images themselves — unlabelled, as at test time (Li et al.
+2016, "Revisiting batch normalization for practical domain adaptation"): each batch-norm
+layer's running mean and variance become those of its input over those images, layer by layer
+(:func:`adapt_batchnorm`); nothing else changes.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import BiasvarError, ConfigError, DataError, unknown_name
+
+__all__ = ["shift", "corrupt", "adapt_batchnorm", "CORRUPTIONS", "ShiftResults"]
+
+SHIFT_FILE = "shift.json"
+SCHEMA_VERSION = 1
+
+# severity 1..5 → magnitude
+_NOISE = (0.04, 0.08, 0.12, 0.18, 0.26)          # std of added noise (images in [0, 1])
+_BLUR = (0.5, 0.75, 1.0, 1.5, 2.0)               # std in pixels at 28 px (scaled with size)
+_CONTRAST = (0.6, 0.45, 0.3, 0.2, 0.1)           # factor towards each image's mean
+_BRIGHT = (0.1, 0.2, 0.3, 0.4, 0.5)              # added to every pixel (clipped)
+_ROTATE = (10.0, 20.0, 30.0, 45.0, 60.0)         # degrees, random sign per image
+_SHIFT = (0.05, 0.1, 0.15, 0.2, 0.25)            # fraction of the side, random direction
+_OCCLUDE = (0.2, 0.3, 0.4, 0.5, 0.6)             # side of a black square, fraction of the side
+
+
+def _noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    return x + torch.randn(x.shape, generator=g) * _NOISE[s - 1]
+
+
+def _blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    sigma = _BLUR[s - 1] * x.shape[-1] / 28
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _contrast(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * _CONTRAST[s - 1] + mean
+
+
+def _brightness(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    return x + _BRIGHT[s - 1]
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _rotation(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    sign = torch.randint(0, 2, (n,), generator=g).float() * 2 - 1
+    a = sign * math.radians(_ROTATE[s - 1])
+    cos, sin = torch.cos(a), torch.sin(a)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    return _affine(x, theta)
+
+
+def _translation(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    angle = torch.rand(n, generator=g) * 2 * math.pi
+    d = 2 * _SHIFT[s - 1]  # affine_grid's coordinates span 2 per side
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2], theta[:, 1, 2] = d * torch.cos(angle), d * torch.sin(angle)
+    return _affine(x, theta)
+
+
+def _occlusion(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    side = max(1, round(_OCCLUDE[s - 1] * min(h, w)))
+    top = torch.randint(0, h - side + 1, (n,), generator=g)
+    left = torch.randint(0, w - side + 1, (n,), generator=g)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    mask = ((rows >= top.view(n, 1, 1)) & (rows < (top + side).view(n, 1, 1))
+            & (cols >= left.view(n, 1, 1)) & (cols < (left + side).view(n, 1, 1)))
+    return x.masked_fill(mask.unsqueeze(1), 0.0)
+
+
+#: name → f(images in [0, 1] as (N, C, H, W) float, severity 1..5, generator)
+CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]] = {
+    "gaussian_noise": _noise, "blur": _blur, "contrast": _contrast, "brightness": _brightness,
+    "rotation": _rotation, "translation": _translation, "occlusion": _occlusion}
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torch.Tensor:
+    """A corrupted copy of uint8 images (N, C, H, W), seeded by (name, severity, seed)."""
+    if name not in CORRUPTIONS:
+        raise unknown_name("corruption", name, tuple(CORRUPTIONS))
+    if severity not in SEVERITIES:
+        raise ConfigError(f"severity: {severity!r} is out of range; allowed 1..5.")
+    g = torch.Generator().manual_seed(
+        int(seed) * 1009 + list(CORRUPTIONS).index(name) * 101 + int(severity))
+    out = CORRUPTIONS[name](x.float() / 255.0, int(severity), g)
+    return (out.clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+# -- AdaBN --------------------------------------------------------------------------------------
+
+class _Stop(Exception):
+    """Ends a forward pass once the batch-norm layer being measured has seen its input."""
+
+
+def adapt_batchnorm(model: nn.Module, data: Any, split: str = "test", *, batch_size: int = 256,
+                    device: str = "cpu") -> nn.Module:
+    """A copy of ``model`` whose batch-norm running mean and variance are those of each layer's
+    input over ``data``'s ``split`` images (labels unused); weights untouched.
+
+    Exact, layer by layer in the order they run: a layer's input depends only on the layers
+    before it, which are already adapted, so each layer takes one pass (in eval mode, stopped at
+    that layer) that sums its input per channel. The variance is stored unbiased, as PyTorch
+    keeps ``running_var``."""
+    from .train._fit import normalizer
+
+    m = copy.deepcopy(model).to(device).eval()
+    bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ConfigError("adabn: the model has no batch-norm layers, so re-estimating their "
+                          "statistics changes nothing; drop --adabn (or train with "
+                          "--batchnorm).")
+    scale, shift_ = normalizer(data, torch.device(device))
+    x = getattr(data, split).x
+
+    def batches() -> Any:
+        for i in range(0, len(x), batch_size):
+            yield x[i:i + batch_size].to(device).float() * scale - shift_
+
+    order: list[nn.Module] = []
+    hooks = [b.register_forward_pre_hook(lambda mod, inp: order.append(mod)
+                                         if all(mod is not o for o in order) else None)
+             for b in bns]
+    with torch.no_grad():
+        m(next(iter(batches())))
+    for h in hooks:
+        h.remove()
+    for b in order:
+        acc: dict[str, Any] = {"s": 0.0, "ss": 0.0, "n": 0}
+
+        def grab(mod: nn.Module, inp: tuple, acc: dict = acc) -> None:
+            z = inp[0].detach().double().transpose(0, 1).reshape(inp[0].shape[1], -1)
+            acc["s"] = acc["s"] + z.sum(1)
+            acc["ss"] = acc["ss"] + (z * z).sum(1)
+            acc["n"] += z.shape[1]
+            raise _Stop
+
+        h = b.register_forward_pre_hook(grab)
+        with torch.no_grad():
+            for xb in batches():
+                try:
+                    m(xb)
+                except _Stop:
+                    pass
+        h.remove()
+        n = acc["n"]
+        mean = acc["s"] / n
+        var = (acc["ss"] / n - mean * mean) * n / max(n - 1, 1)
+        b.running_mean.copy_(mean.to(b.running_mean.dtype))
+        b.running_var.copy_(var.clamp_min(0).to(b.running_var.dtype))
+    return m
+
+
+# -- the command --------------------------------------------------------------------------------
+
+@dataclass
+class ShiftResults:
+    doc: dict[str, Any]
+    out: Path
+    report: Path | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
+    """(config, data, models, kind) of a train run (one model) or an ensemble run (members)."""
+    from .config import load_config, resolve
+    from .data import load_data
+    from .rundir import check_same_run
+
+    if not (run_dir / "config.yaml").is_file():
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no config.yaml; point at the run "
+                           "directory of a `biasvar train` or `biasvar ensemble`.")
+    cfg = resolve(load_config(run_dir / "config.yaml"))
+    data = load_data(cfg)
+    if getattr(data, "streamed", False):
+        raise DataError(f"RUN_DIR: {str(run_dir)!r} streams its images from disk; shift "
+                        "corrupts an in-memory test set (run with --stream never).")
+    check_same_run(run_dir, cfg, data.indices, what="shift")
+    if (run_dir / "ensemble.json").is_file():
+        from .ensemble import load_ensemble
+
+        ens = load_ensemble(run_dir, data)
+        return cfg, data, list(ens.members), "ensemble"
+    if not (run_dir / "last.pt").is_file():
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} holds no trained model (last.pt) and no "
+                           "ensemble.json; point at a `biasvar train` or `biasvar ensemble` run.")
+    from .train import build_model, load_checkpoint
+
+    which = "best" if cfg.early_stopping else "last"
+    model = build_model(cfg, data)
+    model.load_state_dict(load_checkpoint(run_dir / f"{which}.pt")["model"])
+    return cfg, data, [model.eval()], "model"
+
+
+def _score(models: Sequence[nn.Module], data: Any, y: np.ndarray, classes: list[str],
+           seed: int) -> dict[str, Any]:
+    from .analysis._formulas import decompose
+    from .ensemble import combine_log_probs
+    from .train import predict
+
+    lp = np.stack([predict(m, data, "test", device="cpu") for m in models])
+    rows = np.arange(len(y))
+    errors = (lp.argmax(2) != y[None]).mean(1)
+    out: dict[str, Any] = {"error": float(errors.mean()),
+                           "cross_entropy": float(-lp[:, rows, y].mean())}
+    if len(models) > 1:
+        ens = combine_log_probs(lp, "logprob")
+        dec = decompose(lp.astype(np.float32), y, classes=classes, sampling="seed", n_boot=200,
+                        seed=seed)
+        out.update(
+            member_errors=[float(e) for e in errors],
+            ensemble_error=float((ens.argmax(1) != y).mean()),
+            zero_one={k: dec["zero_one"][k]["value"] for k in ("loss", "bias", "net_variance")},
+            cross_entropy_terms={k: dec["cross_entropy"][k]["value"]
+                                 for k in ("risk", "bias", "variance")})
+    return out
+
+
+def _parse(values: str | Sequence[Any] | None, allowed: Sequence[Any], name: str,
+           cast: Callable[[str], Any]) -> list[Any]:
+    if values is None:
+        return list(allowed)
+    items = [v.strip() for v in values.split(",") if v.strip()] if isinstance(values, str) \
+        else list(values)
+    out = []
+    for v in items:
+        try:
+            v = cast(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: {v!r} is not one of {', '.join(map(str, allowed))}.") \
+                from None
+        if v not in allowed:
+            if name == "corruptions":
+                raise unknown_name("corruption", v, tuple(allowed))
+            raise ConfigError(f"{name}: {v!r} is out of range; allowed "
+                              f"{', '.join(map(str, allowed))}.")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise ConfigError(f"{name}: empty; give at least one of {', '.join(map(str, allowed))}.")
+    return out
+
+
+def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None,
+          severities: str | Sequence[int] | None = None, adabn: bool = False,
+          out: str | Path | None = None, seed: int = 0, report: bool = True) -> ShiftResults:
+    """Score the run's model(s) on its test set under each corruption and severity (and, with
+    ``adabn``, after AdaBN); writes ``shift.json`` (and ``report.html``) into ``out``
+    (default ``RUN_DIR/shift``). See the module's docstring."""
+    from ._io import atomic_write_json
+
+    t0 = time.perf_counter()
+    names = _parse(corruptions, tuple(CORRUPTIONS), "corruptions", str)
+    sevs = _parse(severities, SEVERITIES, "severities", int)
+    run_dir = Path(run_dir)
+    cfg, data, models, kind = _load_models(run_dir)
+    if adabn:  # refuse a model without batch norm before anything is written
+        adapt_batchnorm(models[0], replace(data, test=data.test.subset(np.arange(2))))
+    y = data.test.y.numpy()
+    classes = list(data.classes)
+    rows: list[dict[str, Any]] = []
+
+    def add(corruption: str, severity: int, d: Any) -> None:
+        row = {"corruption": corruption, "severity": severity, **_score(models, d, y, classes,
+                                                                         seed)}
+        if adabn:
+            row["adabn"] = _score([adapt_batchnorm(m, d) for m in models], d, y, classes, seed)
+        rows.append(row)
+
+    add("none", 0, data)
+    for name in names:
+        for s in sevs:
+            xc = corrupt(data.test.x, name, s, seed=seed)
+            add(name, s, replace(data, test=replace(data.test, x=xc)))
+    doc = {"schema_version": SCHEMA_VERSION, "command": "shift", "run_dir": str(run_dir),
+           "dataset": cfg.dataset, "model": cfg.model, "kind": kind, "models": len(models),
+           "n_test": int(len(y)), "seed": seed, "corruptions": names, "severities": sevs,
+           "adabn": adabn, "rows": rows,
+           "timing": {"seconds": round(time.perf_counter() - t0, 1)}}
+    out_dir = Path(out) if out else run_dir / "shift"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / SHIFT_FILE, doc)
+    page = None
+    if report:
+        from .report._shift import render_shift_report
+
+        page = render_shift_report(out_dir)
+    return ShiftResults(doc, out_dir, page, _summary(doc, out_dir, page))
+
+
+def _summary(doc: dict[str, Any], out: Path, page: Path | None) -> list[str]:
+    key = "ensemble_error" if doc["models"] > 1 else "error"
+    what = "the ensemble's" if doc["models"] > 1 else "the model's"
+    clean = doc["rows"][0]
+    lines = [f"shift: {what} test error under each corruption, severity "
+             f"{', '.join(map(str, doc['severities']))} (clean: {100 * clean[key]:.2f}%)"
+             + ("; after AdaBN in brackets" if doc["adabn"] else "")]
+    for name in doc["corruptions"]:
+        cells = []
+        for r in doc["rows"]:
+            if r["corruption"] != name:
+                continue
+            c = f"{100 * r[key]:.1f}"
+            if doc["adabn"]:
+                c += f" [{100 * r['adabn'][key]:.1f}]"
+            cells.append(c)
+        lines.append(f"  {name:<15} " + "  ".join(cells))
+    lines.append(f"  results: {out / SHIFT_FILE}")
+    if page is not None:
+        lines.append(f"  report: {page}")
+    return lines
