@@ -73,6 +73,7 @@ PROBES: dict[str, list[str]] = {
     "batchnorm": ["--no-batchnorm"],
     "weights": ["--weights", "{weights}"],
     "freeze_backbone": ["--freeze-backbone"],
+    "backbone_lr": ["--backbone-lr", "0.1"],
     # training
     "optimizer": ["--optimizer", "sgd"],
     "lr": ["--lr", "0.01"],

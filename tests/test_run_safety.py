@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from biasvar import ExperimentConfig, load_data
 from biasvar.data._memory import memory_budget
-from biasvar.errors import ConfigError, DataError
+from biasvar.errors import DataError
 
 from .conftest import run_cli
 from .data.test_custom_data import FAST, cli_error, grey_folder
@@ -99,10 +100,20 @@ def test_a_bad_memory_budget_is_a_clear_error(monkeypatch, value):
         memory_budget()
 
 
-def test_image_size_and_channels_are_refused_for_built_in_datasets():
-    for kw in ({"image_size": 16}, {"channels": 3}):
-        with pytest.raises(ConfigError, match="applies to your own images"):
-            load_data(ExperimentConfig(dataset="digits", **kw))
+def test_image_size_and_channels_convert_built_in_datasets():
+    import torch.nn.functional as F
+
+    plain = load_data(ExperimentConfig(dataset="digits"))
+    big = load_data(ExperimentConfig(dataset="digits", image_size=28, channels=3))
+    assert tuple(big.train.x.shape[1:]) == (3, 28, 28) and tuple(big.input_shape) == (3, 28, 28)
+    assert big.test.x.shape[1:] == big.train.x.shape[1:]
+    assert torch.equal(big.train.y, plain.train.y)  # the same split
+    # independent: each channel is the grey image, upsampled bilinearly
+    want = F.interpolate(plain.train.x[:5].float(), size=(28, 28), mode="bilinear",
+                         align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    for c in range(3):
+        assert torch.equal(big.train.x[:5, c:c + 1], want)
+    assert any("8x8" in n and "28x28" in n for n in big.notes)
 
 
 def test_a_split_without_some_class_gets_a_note(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -326,6 +326,25 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune
+
+    cfg = config_from_args(args)
+    if not cfg.weights:
+        raise BiasvarError("--weights: required: the weights to start from (a state dict, or a "
+                           "biasvar run directory / checkpoint trained on another dataset).")
+    if cfg.freeze_backbone:
+        raise BiasvarError("--freeze-backbone: finetune freezes the backbone in its first stage "
+                           "(--head-epochs) and unfreezes it in the second; drop the flag.")
+    print(finetune(replace(cfg, weights=None), weights=cfg.weights, sizes=args.sizes,
+                   seeds=args.seeds, head_epochs=args.head_epochs,
+                   backbone_lr=cfg.backbone_lr if cfg.backbone_lr != 1.0 else 0.1,
+                   workers=args.workers, out=args.out,
+                   fresh=args.fresh, progress=args.progress, dry_run=args.dry_run,
+                   report=args.report))
+    return 0
+
+
 def _shift(args: argparse.Namespace) -> int:
     from .shift import shift
 
@@ -474,6 +493,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="train fits in N local processes (default: 1)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the planned fits and an estimated time range, train nothing")
+    _add_config(p)
+
+    p = add("finetune", _finetune, help="fine-tuned from local weights against from scratch "
+            "at each training-set size: error, bias and variance of both",
+            description="Start from --weights (a state dict, or a biasvar run / checkpoint "
+            "trained on another dataset; nothing is downloaded): a new head trained with the "
+            "backbone frozen, then everything at discriminative rates; against the same model "
+            "from scratch, at each of --sizes, --seeds seeds each. The second stage trains the "
+            "backbone at --backbone-lr x --lr (default here 0.1). Writes finetune.json and "
+            "report.html.")
+    _run_opts(p)
+    p.add_argument("--sizes", default="50,100,500", metavar="N,N",
+                   help="training-set sizes: counts or fractions (default: 50,100,500)")
+    p.add_argument("--seeds", type=int, default=3, metavar="K",
+                   help="seeds per size and arm (default: 3: intervals and the decomposition)")
+    p.add_argument("--head-epochs", type=int, default=None, metavar="E",
+                   help="epochs of the head alone, backbone frozen (default: a third of "
+                   "--epochs, at least 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train fits in N local processes (default: 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the planned fits of the first stage and an estimated time range")
     _add_config(p)
 
     p = add("shift", _shift, help="error (and bias/variance for an ensemble) on corrupted "

@@ -97,6 +97,9 @@ class ExperimentConfig:
     weights: str | None = _opt(None, "start from this local state dict or biasvar checkpoint",
                                group="model")
     freeze_backbone: bool = _opt(False, "train only the classification head", group="model")
+    backbone_lr: float = _opt(1.0, "learning-rate multiplier for every layer but the "
+                              "classification head (discriminative fine-tuning, e.g. 0.1; 1 = "
+                              "one rate for all)", lo=0.0, hi=1.0, lo_open=True, group="model")
     # --- training ---------------------------------------------------------------------------
     optimizer: str = _opt("adam", "sgd, adam or adamw", choices=("sgd", "adam", "adamw"))
     lr: float | None = _opt(None, "peak learning rate", lo=0.0, hi=10.0, lo_open=True)

@@ -268,8 +268,9 @@ def test_minimal_study(tmp_path):
     run = _write(tmp_path / "tune-min", data)
     els = parse(dump_dom(render_tune_report(run)))
     answer = " ".join(_section(els, "answer").split())
-    assert "15.00% ± 0.00%" in answer and "over 1 seed" in answer
-    assert "not more than the seed-to-seed spread" in answer
+    # one seed: no spread measured, so neither a ± nor a claim about beating it
+    assert "15.00%" in answer and "±" not in answer and "over 1 seed" in answer
+    assert "one seed" in answer and "seed-to-seed spread was measured" in answer
     assert "test error" not in answer.lower()
     imp = _section(els, "importances")
     assert "No importances" in imp and _svgs_in(els, "importances") == 0
@@ -278,6 +279,18 @@ def test_minimal_study(tmp_path):
                                             "3.5"]]
     assert not (run / "best_config.yaml").exists()
     assert not [e for e in els if e["tag"] == "a" and "answer" in e["within"]]
+
+
+def test_one_seed_claims_no_spread(tmp_path):
+    # one seed measures no seed-to-seed spread: the page says so, it claims no "beats"
+    data = realistic()
+    for side in ("best", "default"):
+        data[side].update(values=data[side]["values"][:1], std=None)
+    data.update(seeds=1, spread=None, beats_default=None)
+    els = parse(render_tune_report(_write(tmp_path / "t1", data)).read_text())
+    text = _section(els, "answer")
+    assert "one seed" in text and "--seeds 3" in text
+    assert "more than the seed-to-seed spread" not in text and "±" not in text
 
 
 def test_no_finished_trial_says_so(tmp_path):

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -55,16 +55,39 @@ def _load_pools(cfg: ExperimentConfig) -> tuple[ImageData, ImageData | None, lis
         return out[0], out[1], list(out[2]) if len(out) > 2 else []
     if name not in BUILTIN:
         raise unknown_name("dataset", name, BUILTIN.names() + [f"{p}:PATH" for p in _SOURCES])
-    for field_name in ("image_size", "channels"):
-        if getattr(cfg, field_name) is not None:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"{field_name}: {getattr(cfg, field_name)} applies to your own "
-                              "images (imagefolder:, csv:, a Python Dataset); the built-in "
-                              f"{name!r} is used as it is. Leave --{field_name.replace('_', '-')} "
-                              "out.")
     root = check_root(cfg.data_root)
-    return (*BUILTIN.get(name).loader(root, cfg.download), [])
+    pool, test = BUILTIN.get(name).loader(root, cfg.download)
+    notes: list[str] = []
+    if cfg.image_size is not None or cfg.channels is not None:
+        before = tuple(pool.x.shape[1:])
+        pool = _reshaped(pool, cfg.image_size, cfg.channels)
+        test = _reshaped(test, cfg.image_size, cfg.channels) if test is not None else None
+        notes.append(f"{name}: images converted {'x'.join(map(str, before))} → "
+                     f"{'x'.join(map(str, pool.x.shape[1:]))} (--image-size / --channels)")
+    return pool, test, notes
+
+
+def _reshaped(part: ImageData, image_size: int | None, channels: int | None) -> ImageData:
+    """A built-in split at ``image_size`` px (bilinear, antialiased when shrinking) and
+    ``channels`` channels (grey → RGB repeats; RGB → grey by luma, 0.299/0.587/0.114)."""
+    import torch.nn.functional as F
+
+    x = part.x.float()
+    if channels is not None and channels != x.shape[1]:
+        if channels == 3:
+            x = x.repeat(1, 3, 1, 1)
+        else:
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x * w).sum(1, keepdim=True)
+    if image_size is not None and image_size != x.shape[-1]:
+        out = []
+        for i in range(0, len(x), 4096):  # bounded memory for the large sets
+            out.append(F.interpolate(x[i:i + 4096], size=(image_size, image_size),
+                                     mode="bilinear", align_corners=False,
+                                     antialias=image_size < x.shape[-1]))
+        x = torch.cat(out)
+    x = x.round().clamp(0, 255).to(torch.uint8)
+    return replace(part, x=x)
 
 
 def load_data(cfg: ExperimentConfig, *, source: Any = None, test_source: Any = None,

@@ -568,14 +568,23 @@ def _answer(tune: Tune, run_dir: Path) -> str:
                 "to compare with the default. Rerun <code>biasvar tune</code> (it resumes the "
                 "study) with more trials or time.</p>\n</section>\n")
     seeds = len(b.values) or tune.seeds
+    many = seeds > 1
     who = f"trial {b.number}" if b.number is not None else "the best trial"
-    parts = [f"<p>The best configuration ({_e(who)}) reaches <b>{_pm(b.mean, b.std)}</b> "
+    parts = [f"<p>The best configuration ({_e(who)}) reaches "
+             f"<b>{_pm(b.mean, b.std if many else None)}</b> "
              f"{_e(tune.metric)} over {count(seeds)} seed{'' if seeds == 1 else 's'}"]
     if d is not None and d.mean is not None:
-        parts[0] += f", against <b>{_pm(d.mean, d.std)}</b> for the default configuration.</p>"
+        parts[0] += (f", against <b>{_pm(d.mean, d.std if many else None)}</b> for the "
+                     "default configuration.</p>")
         g = tune.gain if tune.gain is not None else d.mean - b.mean
         spread = f" ({pts(tune.spread, 2, signed=False)})" if tune.spread is not None else ""
-        if tune.beats_default:
+        if not many:
+            cls = "none"
+            verdict = (f"<p class=\"phrase\">The best is <b>{pts(g, 2)}</b> better than the "
+                       "default on <b>one seed</b>: no seed-to-seed spread was measured, so "
+                       "this cannot tell a real gain from the luck of the seed (rerun with "
+                       "<code>--seeds 3</code>).</p>")
+        elif tune.beats_default:
             cls = "yes"
             verdict = (f"<p class=\"phrase\">It beats the default by <b>{pts(g, 2)}</b>: "
                        f"<b>more than the seed-to-seed spread</b>{spread}, so the gain is "
@@ -594,13 +603,15 @@ def _answer(tune: Tune, run_dir: Path) -> str:
         cls = "none"
         parts[0] += ". The default configuration was not evaluated.</p>"
     cards = [_card("best: " + _e(tune.metric), _e(pct(b.mean, 2)),
-                   f"± {pct(b.std, 2)} (std over seeds)" if b.std is not None else "")]
+                   f"± {pct(b.std, 2)} (std over seeds)" if b.std is not None and many
+                   else "one seed")]
     if d is not None and d.mean is not None:
         cards.append(_card("default: " + _e(tune.metric), _e(pct(d.mean, 2)),
-                           f"± {pct(d.std, 2)} (std over seeds)" if d.std is not None else ""))
+                           f"± {pct(d.std, 2)} (std over seeds)" if d.std is not None and many
+                           else "one seed"))
     if tune.gain is not None:
         cards.append(_card("gain", _e(pts(tune.gain, 2)), "default − best"))
-    if tune.spread is not None:
+    if tune.spread is not None and many:
         cards.append(_card("seed-to-seed spread", _e(pts(tune.spread, 2, signed=False)),
                            "the larger of the two stds"))
     parts.append(f'<div class="cards">{"".join(cards)}</div>')
@@ -614,8 +625,9 @@ def _answer(tune: Tune, run_dir: Path) -> str:
     rows.append([_e("per-seed " + tune.metric),
                  _e(", ".join(pct(v, 2) for v in b.values) or NONE),
                  _e(", ".join(pct(v, 2) for v in d.values) or NONE) if d is not None else NONE])
-    rows.append([_e("mean ± std"), _e(_pm(b.mean, b.std)),
-                 _e(_pm(d.mean, d.std)) if d is not None else NONE])
+    if many:
+        rows.append([_e("mean ± std"), _e(_pm(b.mean, b.std)),
+                     _e(_pm(d.mean, d.std)) if d is not None else NONE])
     if b.test_error is not None or (d is not None and d.test_error is not None):
         rows.append(["test error", pct(b.test_error, 2),
                      pct(d.test_error, 2) if d is not None else NONE])

@@ -74,15 +74,33 @@ def _onecycle(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: in
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only: biases and normalisation parameters (1-D) are exempt."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+def param_groups(model: nn.Module, weight_decay: float, *, lr: float | None = None,
+                 backbone_lr: float = 1.0) -> list[dict]:
+    """Weight decay on weights only: biases and normalisation parameters (1-D) are exempt.
+    With ``backbone_lr`` < 1, every parameter outside the classification head (see
+    :func:`~biasvar.models._external.find_head`) trains at ``lr · backbone_lr`` (the head's
+    groups come first, so ``param_groups[0]`` carries the configured rate)."""
+    head_ids: set[int] = set()
+    if backbone_lr != 1.0:
+        from ..models._external import find_head
+
+        head = find_head(model)
+        if head is None:
+            raise ConfigError("backbone_lr: the model has no head (a module named head, fc or "
+                              "classifier, or an nn.Linear) to keep at the full rate; leave "
+                              "--backbone-lr at 1.")
+        head_ids = {id(p) for p in head[1].parameters()}
+    groups = []
+    for in_head in ((True, False) if head_ids else (True,)):
+        decay, no_decay = [], []
+        for p in model.parameters():
+            if p.requires_grad and (not head_ids or (id(p) in head_ids) == in_head):
+                (decay if p.ndim > 1 else no_decay).append(p)
+        extra = {} if in_head or lr is None else {"lr": lr * backbone_lr}
+        if decay or not groups:
+            groups.append({"params": decay, "weight_decay": weight_decay, **extra})
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0, **extra})
     return groups
 
 
@@ -90,7 +108,7 @@ def make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optim
     """``cfg.optimizer`` over the model's trainable parameters (an unknown name is a
     ConfigError with a "did you mean")."""
     build = OPTIMIZERS.get(cfg.optimizer)
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, lr=cfg.lr, backbone_lr=cfg.backbone_lr)
     if not any(g["params"] for g in groups):
         raise ConfigError("freeze_backbone: nothing is left to train (no parameter requires a "
                           "gradient).")

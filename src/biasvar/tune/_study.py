@@ -723,6 +723,7 @@ def _finish(st: Any, sp: Space, cfg: ExperimentConfig, data: Any, run_dir: Path,
     d = evaluate_params(cfg, defaults, seeds=seeds, data=data, store=JobStore(run_dir))
     gain = d["mean"] - best["mean"]
     spread = max(best["std"] or 0.0, d["std"])
+    one = seeds < 2
     result = {
         "schema_version": 1, "command": "tune", "dataset": cfg.dataset, "model": cfg.model,
         "sampler": sampler, "pruner": pruner, "seeds": seeds, "metric": "validation error",
@@ -732,11 +733,13 @@ def _finish(st: Any, sp: Space, cfg: ExperimentConfig, data: Any, run_dir: Path,
         "trials": [{k: v for k, v in r.items() if k not in ("test_errors", "error")}
                    for r in rows],
         "best": {"number": best["number"], "params": best["params"], "values": best["values"],
-                 "mean": best["mean"], "std": best["std"],
+                 "mean": best["mean"], "std": None if one else best["std"],
                  "test_error": _mean(best["test_errors"]), "config": config_to_dict(best_cfg)},
         "default": {"params": defaults, "values": d["values"], "mean": d["mean"],
-                    "std": d["std"], "test_error": _mean(d["test_errors"])},
-        "gain": gain, "spread": spread, "beats_default": bool(gain > spread),
+                    "std": None if one else d["std"], "test_error": _mean(d["test_errors"])},
+        # one seed measures no spread: whether the gain beats it is unknown, not "yes"
+        "gain": gain, "spread": None if one else spread,
+        "beats_default": None if one else bool(gain > spread),
         "importances": _importances(st), "diagnose": None,
         "timing": {"seconds": time.perf_counter() - t_start},
     }
