@@ -99,7 +99,8 @@ def test_bad_weights_are_one_line(tmp_path, capsys):
     assert cli.main(["finetune", *FLAGS, "--weights", str(tmp_path / "nope.pt"),
                      "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "weights" in err and "does not exist" in err and "Traceback" not in err
+    assert "weights" in err and "neither a file nor a torchvision model" in err
+    assert "Traceback" not in err
     assert not out.exists()
     torch.save({"conv.weight": torch.zeros(3, 3), "fc.bias": torch.zeros(7)}, tmp_path / "w.pt")
     assert cli.main(["finetune", *FLAGS, "--weights", str(tmp_path / "w.pt"),
@@ -108,3 +109,17 @@ def test_bad_weights_are_one_line(tmp_path, capsys):
     assert "does not fit this model" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["finetune", *FLAGS, "--out", str(out)]) == 2
     assert "--weights: required" in capsys.readouterr().err
+
+
+def test_torchvision_names_are_looked_for_in_the_hub_cache(tmp_path, monkeypatch):
+    from biasvar.errors import ConfigError
+    from biasvar.finetune import hub_weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ConfigError) as e:
+        hub_weights("resnet18")
+    want = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert str(want) in str(e.value) and "download.pytorch.org" in str(e.value)
+    want.parent.mkdir(parents=True)
+    want.write_bytes(b"")
+    assert hub_weights("resnet18") == want

@@ -33,7 +33,7 @@ import numpy as np
 from .config import ExperimentConfig
 from .errors import ConfigError
 
-__all__ = ["finetune", "FinetuneResults"]
+__all__ = ["finetune", "FinetuneResults", "hub_weights"]
 
 FINETUNE_FILE = "finetune.json"
 BACKBONE_FILE = "backbone.pt"
@@ -52,6 +52,30 @@ class FinetuneResults:
         return "\n".join(self.lines)
 
 
+def hub_weights(name: str) -> Path:
+    """The local file of a torchvision model's pretrained weights (``resnet18`` …): the file
+    torchvision would download, looked for in the torch hub cache (``$TORCH_HOME/hub/
+    checkpoints``). Nothing is downloaded; a missing file is a ConfigError saying which file to
+    put where."""
+    import torch
+
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    try:
+        import torchvision
+
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+    except (ValueError, KeyError, AttributeError):
+        raise ConfigError(f"weights: {name!r} is neither a file nor a torchvision model name "
+                          "(resnet18, resnet34, …); give a local state dict or a biasvar run "
+                          "directory / checkpoint (best.pt, last.pt).") from None
+    file = hub / url.rsplit("/", 1)[-1]
+    if not file.is_file():
+        raise ConfigError(f"weights: {name!r} has no local weights: {file} does not exist, and "
+                          "nothing is downloaded here. On a machine with network, download "
+                          f"{url} and copy it to {file} (or pass its path to --weights).")
+    return file
+
+
 def _source(weights: str | Path, cfg: ExperimentConfig) -> tuple[Path, ExperimentConfig,
                                                                   list[str]]:
     """The weights file and the target config adapted to the source run's architecture and
@@ -60,10 +84,7 @@ def _source(weights: str | Path, cfg: ExperimentConfig) -> tuple[Path, Experimen
 
     p = Path(weights)
     if not p.exists():
-        raise ConfigError(f"weights: {str(p)!r} does not exist. No weights can be downloaded "
-                          "here: give a local state dict (e.g. ResNet-18's resnet18-*.pth from "
-                          "~/.cache/torch/hub/checkpoints/) or a biasvar run directory / "
-                          "checkpoint (best.pt, last.pt).")
+        p = hub_weights(str(weights))
     run = p if p.is_dir() else p.parent
     file = p / "last.pt" if p.is_dir() else p
     notes: list[str] = []
