@@ -150,3 +150,43 @@ def test_adabn_on_a_model_without_batchnorm_is_refused(tmp_path, capsys):
     assert cli.main(["shift", str(run), "--adabn", "--out", str(tmp_path / "s")]) == 2
     assert "batch-norm" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def _digit_folder(root, data, names, invert=True, per=6):
+    """An image folder of the run's test digits (inverted: a shifted domain), one folder per
+    class named by ``names``."""
+    from PIL import Image
+
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        rows = (data.test.y == c).nonzero().flatten()[:per]
+        for i in rows.tolist():
+            a = data.test.x[i, 0].numpy()
+            Image.fromarray(255 - a if invert else a).save(root / name / f"{i}.png")
+
+
+def test_a_second_dataset_with_a_label_map(train_run, tmp_path, capsys):
+    from biasvar.config import load_config
+    from biasvar.data import load_data as load
+
+    data = load(load_config(train_run / "config.yaml"))
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    _digit_folder(tmp_path / "inv", data, words)
+    mapping = ",".join(f"{w}={i}" for i, w in enumerate(words))
+    r = shift(train_run, target=f"imagefolder:{tmp_path / 'inv'}", label_map=mapping,
+              out=tmp_path / "s", report=True)
+    rows = r.doc["rows"]
+    assert [x["corruption"] for x in rows] == ["none", f"imagefolder:{tmp_path / 'inv'}"
+                                                .join(["target:", ""])]
+    assert rows[1]["n"] > 0 and rows[1]["error"] > rows[0]["error"]  # inverted digits: worse
+    assert "Another dataset" in (tmp_path / "s" / "report.html").read_text()
+    # a class the map leaves out is one line, nothing written
+    partial = ",".join(f"{w}={i}" for i, w in enumerate(words[:9]))
+    code = cli.main(["shift", str(train_run), "--target", f"imagefolder:{tmp_path / 'inv'}",
+                     "--label-map", partial, "--out", str(tmp_path / "s2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'nine'" in err and "label_map" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s2").exists()
+    code = cli.main(["shift", str(train_run), "--label-map", "a=b", "--out",
+                     str(tmp_path / "s3")])
+    assert code == 2 and "--target" in capsys.readouterr().err

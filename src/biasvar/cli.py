@@ -349,7 +349,8 @@ def _shift(args: argparse.Namespace) -> int:
     from .shift import shift
 
     print(shift(Path(args.run_dir), corruptions=args.corruptions, severities=args.severities,
-                adabn=args.adabn, out=args.out, seed=args.seed, report=args.report))
+                adabn=args.adabn, target=args.target, label_map=args.label_map,
+                out=args.out, seed=args.seed, report=args.report))
     return 0
 
 
@@ -532,6 +533,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--adabn", action="store_true",
                    help="also score each model after re-estimating its batch-norm statistics on "
                    "the corrupted test images (unlabelled; AdaBN)")
+    p.add_argument("--target", default=None, metavar="DATASET",
+                   help="also score on another dataset's test images (a built-in name, "
+                   "imagefolder:PATH or csv:PATH), converted to the model's image size and "
+                   "channels; alone, it replaces the corruptions")
+    p.add_argument("--label-map", default=None, metavar="A=B,...|FILE",
+                   help="--target's classes → the model's (target=model pairs, or a YAML "
+                   "file); default: the same names")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions (default: 0)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: RUN_DIR/shift)")

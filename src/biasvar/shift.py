@@ -288,8 +288,72 @@ def _parse(values: str | Sequence[Any] | None, allowed: Sequence[Any], name: str
     return out
 
 
+def parse_label_map(spec: str | Path | dict | None) -> dict[str, str]:
+    """``a=b,c=d``, a YAML/JSON file of {target class: model class}, or a dict."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        return {str(k): str(v) for k, v in spec.items()}
+    text = str(spec)
+    if Path(text).is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"label_map: {text!r} is not YAML/JSON ({str(e).splitlines()[0]})"
+                              "; write one line 'target_class: model_class' per class.") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"label_map: {text!r} holds no mapping; write one line "
+                              "'target_class: model_class' per class.")
+        return {str(k): str(v) for k, v in data.items()}
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if "=" not in item:
+            raise ConfigError(f"label_map: {item!r} is not target=model; write e.g. "
+                              "'cat=3,dog=5', or give a YAML file.")
+        a, b = (x.strip() for x in item.split("=", 1))
+        out[a] = b
+    return out
+
+
+def _target(data: Any, cfg: Any, target: str, label_map: dict[str, str]) -> tuple[Any, list[str]]:
+    """The run's data bundle with its test split replaced by ``target``'s test images (at the
+    run's image size and channels, normalised as the run was), labels mapped to the run's
+    classes; and notes."""
+    from .data import ImageData, evaluation_images
+
+    c, h, w = (int(v) for v in data.input_shape)
+    tcfg = replace(cfg, dataset=target, image_size=h, channels=c, stream="never")
+    images, tnotes = evaluation_images(tcfg)
+    src = {n: i for i, n in enumerate(data.classes)}
+    names = list(images.classes)
+    missing = [n for n in names if label_map.get(n, n) not in src]
+    if missing:
+        raise ConfigError(
+            f"label_map: the target's class{'es' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} map{'' if len(missing) > 1 else 's'} to no "
+            f"class of the model (its classes: {', '.join(data.classes)}); add "
+            f"{missing[0]}=<model class> to --label-map.")
+    unused = [k for k in label_map if k not in names]
+    if unused:
+        raise ConfigError(f"label_map: {', '.join(repr(u) for u in unused)} is not a class of "
+                          f"{target} (its classes: {', '.join(names)}).")
+    lut = torch.tensor([src[label_map.get(n, n)] for n in names], dtype=torch.int64)
+    x = images.x
+    if tuple(x.shape[1:]) != (c, h, w):
+        raise DataError(f"target: {target}'s images are {tuple(x.shape[1:])}, the model's "
+                        f"{(c, h, w)}; they could not be converted.")
+    test = ImageData(x=x, y=lut[images.y], classes=list(data.classes))
+    notes = [f"target {target}: {len(test)} test images"
+             + (f", labels mapped {', '.join(f'{k}→{v}' for k, v in label_map.items())}"
+                if label_map else "")] + list(tnotes)
+    return replace(data, test=test), notes
+
+
 def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None,
           severities: str | Sequence[int] | None = None, adabn: bool = False,
+          target: str | None = None, label_map: str | Path | dict | None = None,
           out: str | Path | None = None, seed: int = 0, report: bool = True) -> ShiftResults:
     """Score the run's model(s) on its test set under each corruption and severity (and, with
     ``adabn``, after AdaBN); writes ``shift.json`` (and ``report.html``) into ``out``
@@ -297,10 +361,20 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     from ._io import atomic_write_json
 
     t0 = time.perf_counter()
-    names = _parse(corruptions, tuple(CORRUPTIONS), "corruptions", str)
+    if label_map is not None and target is None:
+        raise ConfigError("label_map: maps a --target dataset's classes; add --target or drop "
+                          "--label-map.")
+    # with a --target dataset and no --corruptions, only the target is scored
+    names = [] if target is not None and corruptions is None else \
+        _parse(corruptions, tuple(CORRUPTIONS), "corruptions", str)
     sevs = _parse(severities, SEVERITIES, "severities", int)
+    lmap = parse_label_map(label_map)
     run_dir = Path(run_dir)
     cfg, data, models, kind = _load_models(run_dir)
+    notes: list[str] = []
+    tdata = None
+    if target is not None:
+        tdata, notes = _target(data, cfg, target, lmap)
     if adabn:  # refuse a model without batch norm before anything is written
         adapt_batchnorm(models[0], replace(data, test=data.test.subset(np.arange(2))))
     y = data.test.y.numpy()
@@ -308,13 +382,16 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     rows: list[dict[str, Any]] = []
 
     def add(corruption: str, severity: int, d: Any) -> None:
-        row = {"corruption": corruption, "severity": severity, **_score(models, d, y, classes,
-                                                                         seed)}
+        yd = d.test.y.numpy()
+        row = {"corruption": corruption, "severity": severity, "n": int(len(yd)),
+               **_score(models, d, yd, classes, seed)}
         if adabn:
-            row["adabn"] = _score([adapt_batchnorm(m, d) for m in models], d, y, classes, seed)
+            row["adabn"] = _score([adapt_batchnorm(m, d) for m in models], d, yd, classes, seed)
         rows.append(row)
 
     add("none", 0, data)
+    if tdata is not None:
+        add(f"target:{target}", 0, tdata)
     for name in names:
         for s in sevs:
             xc = corrupt(data.test.x, name, s, seed=seed)
@@ -322,6 +399,7 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     doc = {"schema_version": SCHEMA_VERSION, "command": "shift", "run_dir": str(run_dir),
            "dataset": cfg.dataset, "model": cfg.model, "kind": kind, "models": len(models),
            "n_test": int(len(y)), "seed": seed, "corruptions": names, "severities": sevs,
+           "target": target, "label_map": lmap or None, "notes": notes,
            "adabn": adabn, "rows": rows,
            "timing": {"seconds": round(time.perf_counter() - t0, 1)}}
     out_dir = Path(out) if out else run_dir / "shift"
@@ -341,7 +419,16 @@ def _summary(doc: dict[str, Any], out: Path, page: Path | None) -> list[str]:
     clean = doc["rows"][0]
     lines = [f"shift: {what} test error under each corruption, severity "
              f"{', '.join(map(str, doc['severities']))} (clean: {100 * clean[key]:.2f}%)"
+             if doc["corruptions"] else
+             f"shift: {what} test error (its own test set: {100 * clean[key]:.2f}%)"
              + ("; after AdaBN in brackets" if doc["adabn"] else "")]
+    for note in doc.get("notes") or []:
+        lines.append(f"  note: {note}")
+    for r in doc["rows"]:
+        if r["corruption"].startswith("target:"):
+            lines.append(f"  {r['corruption']}: {100 * r[key]:.2f}% of {r['n']} images"
+                         + (f" [{100 * r['adabn'][key]:.2f}% after AdaBN]" if doc["adabn"]
+                            else ""))
     for name in doc["corruptions"]:
         cells = []
         for r in doc["rows"]:

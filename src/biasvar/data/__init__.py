@@ -67,6 +67,14 @@ def _load_pools(cfg: ExperimentConfig) -> tuple[ImageData, ImageData | None, lis
     return pool, test, notes
 
 
+def evaluation_images(cfg: ExperimentConfig) -> tuple[ImageData, list[str]]:
+    """A dataset's images to evaluate on, unsplit: its own test split when it has one (the
+    built-ins), else all its images (a folder, a CSV); and the loading notes. At
+    ``cfg.image_size`` / ``cfg.channels``."""
+    pool, test, notes = _load_pools(cfg)
+    return (test if test is not None else pool), notes
+
+
 def _reshaped(part: ImageData, image_size: int | None, channels: int | None) -> ImageData:
     """A built-in split at ``image_size`` px (bilinear, antialiased when shrinking) and
     ``channels`` channels (grey → RGB repeats; RGB → grey by luma, 0.299/0.587/0.114)."""

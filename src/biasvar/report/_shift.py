@@ -101,16 +101,27 @@ def _page(doc: Mapping[str, Any]) -> str:
             row += [_pct(a), f"{100 * (a - r[key]):+.2f} points"]
         rows.append(row)
     what = (f"the ensemble of {doc['models']} members" if ens else "the model")
-    body = [f"<section id=\"errors\"><h2>Error against severity</h2><p class=\"muted\">The test "
+    body: list[str] = [] if not doc["corruptions"] else [
+            "<section id=\"errors\"><h2>Error against severity</h2><p class=\"muted\">The test "
             f"error of {_e(what)} on {doc['n_test']} test images, each corrupted at severities "
             f"1–5 (seed {doc['seed']}; a rerun is identical)"
             + ("; dashed: after AdaBN (batch-norm statistics re-estimated on the corrupted "
                "test images, unlabelled)" if doc["adabn"] else "") + ".</p>",
             _img(severity_plot(doc), "error against severity"), "</section>"]
-    if ens:
+    if ens and doc["corruptions"]:
         body += ["<section id=\"terms\"><h2>Which term grows</h2><p class=\"muted\">The 0-1 "
                  "bias and net variance of the members' decomposition at each severity.</p>",
                  _img(severity_plot(doc, terms=True), "bias and variance against severity"),
+                 "</section>"]
+    targets = [r for r in doc["rows"] if r["corruption"].startswith("target:")]
+    if targets:
+        items = "".join(
+            f"<li>{_e(r['corruption'][7:])}: {_pct(r[key])} error on {r.get('n', '?')} images "
+            f"(the run's own test set: {_pct(doc['rows'][0][key])})"
+            + (f"; after AdaBN {_pct(r['adabn'][key])}" if doc["adabn"] else "") + "</li>"
+            for r in targets)
+        notes = "".join(f"<li>{_e(n)}</li>" for n in doc.get("notes") or [])
+        body += [f"<section id=\"target\"><h2>Another dataset</h2><ul>{items}{notes}</ul>"
                  "</section>"]
     body += ["<section id=\"values\"><h2>Values</h2><div style=\"overflow-x:auto\">",
              _table(head, rows), "</div></section>"]
