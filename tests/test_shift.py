@@ -190,3 +190,22 @@ def test_a_second_dataset_with_a_label_map(train_run, tmp_path, capsys):
     code = cli.main(["shift", str(train_run), "--label-map", "a=b", "--out",
                      str(tmp_path / "s3")])
     assert code == 2 and "--target" in capsys.readouterr().err
+
+
+def test_few_shot_rows_and_adaptation(train_run):
+    from biasvar.shift import few_shot_rows
+
+    y = np.repeat(np.arange(3), 10)
+    lab, rest = few_shot_rows(y, 4, seed=0)
+    assert np.bincount(y[lab]).tolist() == [4, 4, 4]
+    assert sorted(np.concatenate([lab, rest]).tolist()) == list(range(30))
+    with pytest.raises(ConfigError, match="few_shot"):
+        few_shot_rows(y, 10, seed=0)
+    r = shift(train_run, corruptions="contrast", severities="5", few_shot=5, report=True,
+              out=train_run / "fs")
+    fs = r.doc["rows"][1]["few_shot"]
+    assert fs["labelled"] == 50 and fs["labelled"] + fs["scored"] == r.doc["n_test"]
+    # training on the shifted images' labels lowers the error on the other shifted images
+    assert fs["after"]["error"] < fs["before"]["error"]
+    assert "few_shot" not in r.doc["rows"][0]  # not on the clean set
+    assert "few-shot" in str(r)

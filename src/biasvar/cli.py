@@ -350,6 +350,7 @@ def _shift(args: argparse.Namespace) -> int:
 
     print(shift(Path(args.run_dir), corruptions=args.corruptions, severities=args.severities,
                 adabn=args.adabn, target=args.target, label_map=args.label_map,
+                few_shot=args.few_shot,
                 out=args.out, seed=args.seed, report=args.report))
     return 0
 
@@ -533,6 +534,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--adabn", action="store_true",
                    help="also score each model after re-estimating its batch-norm statistics on "
                    "the corrupted test images (unlabelled; AdaBN)")
+    p.add_argument("--few-shot", type=int, default=None, metavar="K",
+                   help="also fine-tune each model on K labelled images per class of each "
+                   "shifted set and score the rest, before and after")
     p.add_argument("--target", default=None, metavar="DATASET",
                    help="also score on another dataset's test images (a built-in name, "
                    "imagefolder:PATH or csv:PATH), converted to the model's image size and "

@@ -35,7 +35,7 @@ from torch import nn
 
 from .errors import BiasvarError, ConfigError, DataError, unknown_name
 
-__all__ = ["shift", "corrupt", "adapt_batchnorm", "CORRUPTIONS", "ShiftResults"]
+__all__ = ["shift", "corrupt", "adapt_batchnorm", "adapt_few_shot", "CORRUPTIONS", "ShiftResults"]
 
 SHIFT_FILE = "shift.json"
 SCHEMA_VERSION = 1
@@ -193,6 +193,44 @@ def adapt_batchnorm(model: nn.Module, data: Any, split: str = "test", *, batch_s
         b.running_mean.copy_(mean.to(b.running_mean.dtype))
         b.running_var.copy_(var.clamp_min(0).to(b.running_var.dtype))
     return m
+
+
+def few_shot_rows(y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labelled, held-out) rows: ``k`` per class drawn at random (seeded), the rest held out.
+    Every class needs more than ``k`` images."""
+    rng = np.random.default_rng(seed)
+    labelled = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        if len(rows) <= k:
+            raise ConfigError(f"few_shot: class {int(c)} has {len(rows)} images in the shifted "
+                              f"set; {k} labelled per class leave none to score. Use a smaller "
+                              "--few-shot.")
+        labelled.append(rng.choice(rows, size=k, replace=False))
+    lab = np.sort(np.concatenate(labelled))
+    rest = np.setdiff1d(np.arange(len(y)), lab)
+    return lab, rest
+
+
+def adapt_few_shot(model: nn.Module, data: Any, rows: np.ndarray, *, epochs: int = 20,
+                   lr: float = 1e-4, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` fine-tuned on ``rows`` of ``data``'s test split (their labels), all
+    weights, full batch, Adam at ``lr`` for ``epochs`` steps; batch norm and dropout in eval
+    mode (a handful of images cannot re-estimate statistics)."""
+    from .train._fit import normalizer
+
+    torch.manual_seed(seed)
+    m = copy.deepcopy(model).eval()
+    scale, shift_ = normalizer(data, torch.device("cpu"))
+    idx = torch.as_tensor(rows, dtype=torch.int64)
+    x = data.test.x[idx].float() * scale - shift_
+    y = data.test.y[idx]
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
+    for _ in range(epochs):
+        opt.zero_grad()
+        F.cross_entropy(m(x).float(), y).backward()
+        opt.step()
+    return m.eval()
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -354,13 +392,18 @@ def _target(data: Any, cfg: Any, target: str, label_map: dict[str, str]) -> tupl
 def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None,
           severities: str | Sequence[int] | None = None, adabn: bool = False,
           target: str | None = None, label_map: str | Path | dict | None = None,
-          out: str | Path | None = None, seed: int = 0, report: bool = True) -> ShiftResults:
+          few_shot: int | None = None, out: str | Path | None = None, seed: int = 0,
+          report: bool = True) -> ShiftResults:
     """Score the run's model(s) on its test set under each corruption and severity (and, with
     ``adabn``, after AdaBN); writes ``shift.json`` (and ``report.html``) into ``out``
     (default ``RUN_DIR/shift``). See the module's docstring."""
     from ._io import atomic_write_json
 
     t0 = time.perf_counter()
+    if few_shot is not None and (not isinstance(few_shot, int) or isinstance(few_shot, bool)
+                                 or few_shot < 1):
+        raise ConfigError(f"few_shot: {few_shot!r}; give a number of labelled images per "
+                          "class, at least 1 (e.g. 5).")
     if label_map is not None and target is None:
         raise ConfigError("label_map: maps a --target dataset's classes; add --target or drop "
                           "--label-map.")
@@ -387,6 +430,14 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
                **_score(models, d, yd, classes, seed)}
         if adabn:
             row["adabn"] = _score([adapt_batchnorm(m, d) for m in models], d, yd, classes, seed)
+        if few_shot and corruption != "none":
+            lab, rest = few_shot_rows(yd, few_shot, seed)
+            held = replace(d, test=d.test.subset(rest))
+            lr = float(cfg.lr or 1e-3) * 0.1
+            tuned = [adapt_few_shot(m, d, lab, lr=lr, seed=seed) for m in models]
+            row["few_shot"] = {"k": few_shot, "labelled": int(len(lab)), "scored": int(len(rest)),
+                               "before": _score(models, held, yd[rest], classes, seed),
+                               "after": _score(tuned, held, yd[rest], classes, seed)}
         rows.append(row)
 
     add("none", 0, data)
@@ -400,6 +451,7 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
            "dataset": cfg.dataset, "model": cfg.model, "kind": kind, "models": len(models),
            "n_test": int(len(y)), "seed": seed, "corruptions": names, "severities": sevs,
            "target": target, "label_map": lmap or None, "notes": notes,
+           "few_shot": few_shot,
            "adabn": adabn, "rows": rows,
            "timing": {"seconds": round(time.perf_counter() - t0, 1)}}
     out_dir = Path(out) if out else run_dir / "shift"
@@ -439,6 +491,14 @@ def _summary(doc: dict[str, Any], out: Path, page: Path | None) -> list[str]:
                 c += f" [{100 * r['adabn'][key]:.1f}]"
             cells.append(c)
         lines.append(f"  {name:<15} " + "  ".join(cells))
+    if doc.get("few_shot"):
+        lines.append(f"  few-shot ({doc['few_shot']} labelled per class; error on the other "
+                     "images, before → after):")
+        for r in doc["rows"]:
+            fs = r.get("few_shot")
+            if fs:
+                lines.append(f"    {r['corruption']:<15} {r['severity']}  "
+                             f"{100 * fs['before'][key]:.1f}% → {100 * fs['after'][key]:.1f}%")
     lines.append(f"  results: {out / SHIFT_FILE}")
     if page is not None:
         lines.append(f"  report: {page}")

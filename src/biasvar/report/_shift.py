@@ -61,6 +61,12 @@ def severity_plot(doc: Mapping[str, Any], terms: bool = False) -> str | None:
                     xs, ys = _series(doc, name, lambda r: r["error"])
                     ax.plot(xs, ys, marker=".", lw=1.0, color=COLORS["extra"],
                             label="mean member")
+                if doc.get("few_shot"):
+                    pts = [(r["severity"], r["few_shot"]["after"][key]) for r in doc["rows"]
+                           if r["corruption"] == name and r.get("few_shot")]
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="^", ms=3.5,
+                            lw=1.2, ls=":", color=COLORS["total"],
+                            label=f"after few-shot ({doc['few_shot']}/class; other images)")
                 if doc["adabn"]:
                     xs, ys = _series(doc, name, lambda r: r["adabn"][key])
                     ax.plot(xs, ys, marker="o", ms=3, lw=1.4, ls="--", color=COLORS["train"],
@@ -89,6 +95,9 @@ def _page(doc: Mapping[str, Any]) -> str:
                  ("CE variance", True)]
     if doc["adabn"]:
         head += [("error after AdaBN", True), ("change", True)]
+    few = bool(doc.get("few_shot"))
+    if few:
+        head += [(f"few-shot ({doc['few_shot']}/class): before", True), ("after", True)]
     rows = []
     for r in doc["rows"]:
         row = [_e(r["corruption"]), str(r["severity"]), _pct(r[key])]
@@ -99,6 +108,9 @@ def _page(doc: Mapping[str, Any]) -> str:
         if doc["adabn"]:
             a = r["adabn"][key]
             row += [_pct(a), f"{100 * (a - r[key]):+.2f} points"]
+        if few:
+            fs = r.get("few_shot")
+            row += [_pct(fs["before"][key]), _pct(fs["after"][key])] if fs else ["–", "–"]
         rows.append(row)
     what = (f"the ensemble of {doc['models']} members" if ens else "the model")
     body: list[str] = [] if not doc["corruptions"] else [
