@@ -25,45 +25,28 @@ decomposition describes), ``"prob"`` averages probabilities. The ensemble is one
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from .config import ExperimentConfig
-from .errors import BiasvarError, ConfigError, unknown_name
+from .errors import ConfigError, unknown_name
+from .models._ensemble import COMBINES, Ensemble, combine_log_probs
+from .runs import load_ensemble
 
 __all__ = ["ensemble", "EnsembleResults", "Ensemble", "load_ensemble", "combine_log_probs",
            "member_jobs", "KINDS", "COMBINES"]
 
 KINDS = {"deep": "seed", "bagging": "bootstrap"}   # kind → the decomposition's sampling
-COMBINES = ("logprob", "prob")
 #: members are trained with seeds seed + MEMBER_SEED … : never the decomposition's (seed + r)
 MEMBER_SEED = 1000
 ENSEMBLE_FILE = "ensemble.json"
 SCHEMA_VERSION = 1
-
-
-def combine_log_probs(log_probs: np.ndarray, how: str = "logprob") -> np.ndarray:
-    """Combine (K, m, C) log-probabilities into the ensemble's (m, C) log-probabilities:
-    ``logprob``: normalise(mean_k log p_k); ``prob``: log(mean_k p_k). In float64."""
-    lp = np.asarray(log_probs, dtype=np.float64)
-    if how == "logprob":
-        mean = lp.mean(axis=0)
-    elif how == "prob":
-        top = lp.max(axis=0)
-        mean = top + np.log(np.exp(lp - top).mean(axis=0))
-    else:
-        raise unknown_name("combine", how, COMBINES)
-    top = mean.max(axis=1, keepdims=True)
-    return mean - (top + np.log(np.exp(mean - top).sum(axis=1, keepdims=True)))
 
 
 def _pointwise(lp: np.ndarray, y: np.ndarray, how: str) -> dict[str, np.ndarray]:
@@ -113,61 +96,6 @@ def member_jobs(cfg: ExperimentConfig, data: Any, *, members: int, kind: str) ->
         jobs.append(FitJob(cfg, int(cfg.seed) + MEMBER_SEED + k, idx,
                            tag=f"ensemble {kind} member {k + 1}/{members}"))
     return jobs
-
-
-# -- the artifact -------------------------------------------------------------------------------
-
-class Ensemble(nn.Module):
-    """K models as one: ``forward`` returns the combined, normalised log-probabilities
-    (``logprob``: normalise(mean log-softmax); ``prob``: log mean softmax), which any code that
-    takes logits (``log_softmax``, ``argmax``, :func:`biasvar.predict`) reads unchanged."""
-
-    def __init__(self, members: Sequence[nn.Module], combine: str = "logprob"):
-        super().__init__()
-        if combine not in COMBINES:
-            raise unknown_name("combine", combine, COMBINES)
-        if len(members) < 1:
-            raise ConfigError("members: an ensemble needs at least one model.")
-        self.members = nn.ModuleList(members)
-        self.combine = combine
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lps = torch.stack([torch.log_softmax(m(x).float(), dim=1) for m in self.members])
-        if self.combine == "logprob":
-            mean = lps.mean(0)
-        else:
-            mean = torch.logsumexp(lps, 0) - math.log(len(self.members))
-        return torch.log_softmax(mean, dim=1)
-
-
-def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
-    """The ensemble of a ``biasvar ensemble`` run as one ``nn.Module`` (eval mode), built from
-    ``ensemble.json``: each member's config and weights from its fit directory."""
-    from ._io import read_json
-    from .config import load_config, resolve
-    from .data import load_data
-    from .errors import CheckpointError
-    from .train import build_model, load_checkpoint
-
-    run_dir = Path(run_dir)
-    doc = read_json(run_dir / ENSEMBLE_FILE) if (run_dir / ENSEMBLE_FILE).is_file() else None
-    if not isinstance(doc, dict) or "member_fits" not in doc:
-        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no {ENSEMBLE_FILE}; point at the run "
-                           "directory of a `biasvar ensemble`.")
-    cfg = resolve(load_config(run_dir / "config.yaml"))
-    data = data if data is not None else load_data(cfg)
-    models = []
-    for m in doc["member_fits"]:
-        path = run_dir / m["weights"]
-        ck = load_checkpoint(path)
-        model = build_model(cfg, data)
-        try:
-            model.load_state_dict(ck["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: does not fit the ensemble's model "
-                                  f"({str(e).splitlines()[0]}).") from None
-        models.append(model.eval())
-    return Ensemble(models, doc["combine"]).eval()
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -233,8 +233,6 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no config.yaml; point at the run "
                            "directory of a `biasvar train`.")
     if (run_dir / "ensemble.json").is_file():  # a `biasvar ensemble`: its members as one model
-        from .ensemble import load_ensemble
-
         if checkpoint != "auto":
             raise BiasvarError(f"--checkpoint: {checkpoint!r} does not apply to an ensemble, "
                                "whose members' weights are listed in ensemble.json; drop it.")
@@ -267,3 +265,33 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
     atomic_write_json(run_dir / "metrics.json", metrics)
     print(f"{run_dir}: scored {which}.pt (epoch {ck['epoch']})")
     return metrics
+
+
+def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
+    """The ensemble of a ``biasvar ensemble`` run as one ``nn.Module`` (eval mode), built from
+    ``ensemble.json``: each member's config and weights from its fit directory."""
+    from ._io import read_json
+    from .data import load_data
+    from .errors import BiasvarError, CheckpointError
+    from .models._ensemble import Ensemble
+    from .train import build_model, load_checkpoint
+
+    run_dir = Path(run_dir)
+    doc = read_json(run_dir / "ensemble.json") if (run_dir / "ensemble.json").is_file() else None
+    if not isinstance(doc, dict) or "member_fits" not in doc:
+        raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} has no ensemble.json; point at the run "
+                           "directory of a `biasvar ensemble`.")
+    cfg = resolve(load_config(run_dir / "config.yaml"))
+    data = data if data is not None else load_data(cfg)
+    models = []
+    for m in doc["member_fits"]:
+        path = run_dir / m["weights"]
+        ck = load_checkpoint(path)
+        model = build_model(cfg, data)
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: does not fit the ensemble's model "
+                                  f"({str(e).splitlines()[0]}).") from None
+        models.append(model.eval())
+    return Ensemble(models, doc["combine"]).eval()

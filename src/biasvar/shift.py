@@ -262,7 +262,7 @@ def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
                         "corrupts an in-memory test set (run with --stream never).")
     check_same_run(run_dir, cfg, data.indices, what="shift")
     if (run_dir / "ensemble.json").is_file():
-        from .ensemble import load_ensemble
+        from .runs import load_ensemble
 
         ens = load_ensemble(run_dir, data)
         return cfg, data, list(ens.members), "ensemble"
@@ -280,7 +280,7 @@ def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
 def _score(models: Sequence[nn.Module], data: Any, y: np.ndarray, classes: list[str],
            seed: int) -> dict[str, Any]:
     from .analysis._formulas import decompose
-    from .ensemble import combine_log_probs
+    from .models._ensemble import combine_log_probs
     from .train import predict
 
     lp = np.stack([predict(m, data, "test", device="cpu") for m in models])
