@@ -351,7 +351,7 @@ def _shift(args: argparse.Namespace) -> int:
     print(shift(Path(args.run_dir), corruptions=args.corruptions, severities=args.severities,
                 adabn=args.adabn, target=args.target, label_map=args.label_map,
                 few_shot=args.few_shot,
-                out=args.out, seed=args.seed, report=args.report))
+                out=args.out, seed=args.seed, report=args.report, progress=args.progress))
     return 0
 
 
@@ -549,6 +549,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="output folder (default: RUN_DIR/shift)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write report.html")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no line per corruption as it is scored")
 
     add("report", _report, help="(re)render report.html of a run directory from its saved "
         "results, without training").add_argument("run_dir", metavar="RUN_DIR")

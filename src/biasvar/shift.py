@@ -393,7 +393,7 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
           severities: str | Sequence[int] | None = None, adabn: bool = False,
           target: str | None = None, label_map: str | Path | dict | None = None,
           few_shot: int | None = None, out: str | Path | None = None, seed: int = 0,
-          report: bool = True) -> ShiftResults:
+          report: bool = True, progress: bool = True) -> ShiftResults:
     """Score the run's model(s) on its test set under each corruption and severity (and, with
     ``adabn``, after AdaBN); writes ``shift.json`` (and ``report.html``) into ``out``
     (default ``RUN_DIR/shift``). See the module's docstring."""
@@ -443,10 +443,18 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     add("none", 0, data)
     if tdata is not None:
         add(f"target:{target}", 0, tdata)
+    if progress:
+        print(f"{data.summary()}\nshift: {len(models)} model{'s' if len(models) > 1 else ''}, "
+              f"{len(names)} corruption{'s' if len(names) != 1 else ''} × {len(sevs)} "
+              f"severities" + (", AdaBN" if adabn else "")
+              + (f", few-shot {few_shot}/class" if few_shot else ""), flush=True)
     for name in names:
+        t1 = time.perf_counter()
         for s in sevs:
             xc = corrupt(data.test.x, name, s, seed=seed)
             add(name, s, replace(data, test=replace(data.test, x=xc)))
+        if progress:
+            print(f"  {name}: done in {time.perf_counter() - t1:.0f} s", flush=True)
     doc = {"schema_version": SCHEMA_VERSION, "command": "shift", "run_dir": str(run_dir),
            "dataset": cfg.dataset, "model": cfg.model, "kind": kind, "models": len(models),
            "n_test": int(len(y)), "seed": seed, "corruptions": names, "severities": sevs,
