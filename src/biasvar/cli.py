@@ -479,7 +479,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             "samples) and combine them into one (ensemble.json: `biasvar evaluate RUN_DIR` "
             "scores it like one model). The ensemble's test error and cross-entropy against "
             "its mean member's, beside the gain the bias-variance decomposition of --rounds "
-            "models predicts, with 95%% intervals over test points.")
+            "models predicts, with 95% intervals over test points.")
     _run_opts(p)
     p.add_argument("--members", type=int, default=5, metavar="K",
                    help="members, trained fresh (default: 5)")

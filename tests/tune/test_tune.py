@@ -170,6 +170,23 @@ def test_kill_and_continue(tmp_path: Path):
     assert len(json.loads((run / "tune.json").read_text())["trials"]) == len(trials)
 
 
+def test_a_trial_left_without_an_owner_is_failed_on_rerun(tmp_path: Path):
+    # a process killed between creating a trial and naming itself its owner left it RUNNING
+    # with no owner: it counted as running, and the continued study ended one trial short
+    from biasvar.tune import tune
+
+    out = tmp_path / "o"
+    tune(CFG, space=SPACE, sampler="random", trials=2, out=out, progress=False, report=False,
+         pruner="none")
+    orphan = load_study(out).ask()  # RUNNING, no "worker" attribute
+    r = tune(CFG, space=SPACE, sampler="random", trials=4, out=out, progress=False,
+             report=False, pruner="none")
+    trials = load_study(out).get_trials()
+    assert r.trials == 4 == sum(t.state in FINISHED for t in trials)
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
 def test_two_workers_share_one_study(tmp_path: Path):
     from biasvar.tune import tune
 

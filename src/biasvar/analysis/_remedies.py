@@ -519,7 +519,7 @@ def _variance_candidates(f: Facts, add: _Add) -> None:
     n_models = d.rounds if d is not None and d.rounds else 5
     ens_action = (f"ensemble: average the log-probabilities of {n_models} models trained with "
                   f"different seeds: `biasvar ensemble --members {n_models}` with this run's "
-                  "options trains them fresh and checks the predicted gain")
+                  "options trains them fresh and measures the gain beside this prediction")
     if d is not None and d.ensemble is not None:
         add("ensemble", ens_action,
             f"{_why('ensemble')}: the decomposition's ensemble errs {pct(d.ensemble.error)} vs "

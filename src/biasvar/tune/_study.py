@@ -251,26 +251,30 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _dead(t: Any) -> bool:
+def _dead(t: Any, ownerless: bool = False) -> bool:
     owner = t.user_attrs.get("worker")
     if owner is None:
+        if ownerless:
+            return True
         start = t.datetime_start
         return start is not None and (time.time() - start.timestamp()) > ORPHAN_AFTER_S
     host, _, pid = str(owner).rpartition(":")
     return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
 
 
-def fail_dead_trials(study: Any) -> list[int]:
+def fail_dead_trials(study: Any, *, ownerless: bool = False) -> list[int]:
     """Fail the RUNNING trials whose process died (this machine; an RDB's heartbeat covers the
     others) and queue each once again (Optuna's RetryHeartbeatStaleTrialCallback). Returns their
-    numbers."""
+    numbers. ``ownerless``: also the trials with no owner recorded yet, whatever their age
+    (a process killed between creating a trial and naming itself its owner) — only where no
+    live process can hold such a trial."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _dead(t):
+        if not _dead(t, ownerless):
             continue
         try:
             study._storage.set_trial_user_attr(t._trial_id, "error",
@@ -667,6 +671,11 @@ def tune(config: ExperimentConfig | None = None, *, space: str | Path | Mapping 
     defaults = sp.defaults(cfg)
     if not st.get_trials(deepcopy=False) and sampler != "grid" and sp.contains(defaults):
         st.enqueue_trial(defaults, user_attrs={"default": True})
+    if storage is None:
+        # the run directory's journal: no worker of this command runs yet, so a RUNNING trial
+        # is a dead process's, also one killed before it named itself the owner (it counted as
+        # running, and the study ended one trial short)
+        fail_dead_trials(st, ownerless=True)
 
     deadline = None if timeout is None else time.time() + float(timeout)
     spec = _Spec(cfg, sp.to_dict(), str(run_dir), storage, study_name, sampler, pruner, seeds,
