@@ -165,3 +165,11 @@ def test_evaluate_refuses_a_checkpoint_choice_for_an_ensemble(ens_run):
         evaluate_run(out, checkpoint="best")
     with pytest.raises(BiasvarError, match="ensemble.json"):
         load_ensemble(out.parent)
+
+
+def test_biasvar_report_renders_each_commands_page(ens_run, capsys):
+    # `biasvar report RUN_DIR` picks the page by the file the command wrote
+    out, _ = ens_run
+    (out / "report.html").unlink()
+    assert cli.main(["report", str(out)]) == 0
+    assert "Predicted vs measured gain" in (out / "report.html").read_text()

@@ -148,6 +148,15 @@ def render(run_dir: Path, *, required: bool = False) -> Path | None:
         return None
     if not run_dir.is_dir():
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} is not a folder.")
+    # the commands with their own page, by the file each writes
+    import importlib
+
+    for file, module, fn in (("tune.json", "_tune", "render_tune_report"),
+                             ("ensemble.json", "_ensemble", "render_ensemble_report"),
+                             ("finetune.json", "_finetune", "render_finetune_report"),
+                             ("shift.json", "_shift", "render_shift_report")):
+        if (run_dir / file).is_file():
+            return getattr(importlib.import_module(f".report.{module}", __package__), fn)(run_dir)
     if not any((run_dir / f).is_file() for f in ("results.json", "metrics.json")):
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} holds neither results.json nor "
                            "metrics.json; point at a finished biasvar run directory.")
