@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .._fmt import pct
-from .._io import atomic_write_text, read_json
-from ..errors import BiasvarError
-from ._html import _CSS, _PAGE_CSS, _card, _e, _img, _table
+from ._html import _card, _e, _img, _table, render_json_page, standalone_page
 
 __all__ = ["render_ensemble_report"]
 
 ENSEMBLE_FILE = "ensemble.json"
-REPORT_FILE = "report.html"
 
 
 def _pts(t: Mapping[str, Any]) -> str:
@@ -159,29 +156,9 @@ def _page(doc: Mapping[str, Any]) -> str:
                  "predicted error gain."),
     ])
     title = f"biasvar ensemble: {_e(doc['dataset'])} · {_e(doc['model'])}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{title}</title>\n<style>{_CSS}{_PAGE_CSS}</style>\n</head>\n<body>\n"
-            f'<main class="bvr ensemble">\n<h1>{title}</h1>\n{body}'
-            f"<footer>Written by biasvar from <code>{ENSEMBLE_FILE}</code>; nothing was "
-            "recomputed or retrained.</footer>\n</main>\n</body>\n</html>\n")
+    return standalone_page(title, "ensemble", body, ENSEMBLE_FILE)
 
 
 def render_ensemble_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` for a ``biasvar ensemble`` run directory; returns its path."""
-    d = Path(run_dir)
-    try:
-        doc = read_json(d / ENSEMBLE_FILE)
-    except (OSError, ValueError):
-        doc = None
-    if not isinstance(doc, dict) or doc.get("command") != "ensemble":
-        raise BiasvarError(f"RUN_DIR: {str(d)!r} holds no {ENSEMBLE_FILE} of a `biasvar "
-                           "ensemble` run.")
-    try:
-        page = _page(doc)
-    except (KeyError, TypeError, IndexError) as e:
-        raise BiasvarError(f"{d / ENSEMBLE_FILE}: damaged or of another version ({type(e).__name__}: "
-                           f"{e}); run `biasvar ensemble` again with --fresh.") from None
-    path = d / REPORT_FILE
-    atomic_write_text(path, page)
-    return path
+    return render_json_page(run_dir, ENSEMBLE_FILE, "ensemble", _page)

@@ -11,14 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_json
-from ..errors import BiasvarError
-from ._html import _CSS, _PAGE_CSS, _e, _img, _table
+from ._html import _e, _img, _table, render_json_page, standalone_page
 
 __all__ = ["render_finetune_report"]
 
 FINETUNE_FILE = "finetune.json"
-REPORT_FILE = "report.html"
 ARMS = (("finetuned", "fine-tuned"), ("scratch", "from scratch"), ("head_only", "head only"))
 
 
@@ -103,29 +100,9 @@ def _page(doc: Mapping[str, Any]) -> str:
             f"<ul>{notes}</ul>{_img(curve_plot(doc), 'fine-tuned vs from scratch')}"
             f"<div style=\"overflow-x:auto\">{table}</div></section>")
     title = f"biasvar finetune: {_e(doc['dataset'])} · {_e(doc['model'])}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{title}</title>\n<style>{_CSS}{_PAGE_CSS}</style>\n</head>\n<body>\n"
-            f'<main class="bvr finetune">\n<h1>{title}</h1>\n{body}'
-            f"<footer>Written by biasvar from <code>{FINETUNE_FILE}</code>.</footer>\n"
-            "</main>\n</body>\n</html>\n")
+    return standalone_page(title, "finetune", body, FINETUNE_FILE)
 
 
 def render_finetune_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` for a ``biasvar finetune`` run directory; returns its path."""
-    d = Path(run_dir)
-    try:
-        doc = read_json(d / FINETUNE_FILE)
-    except (OSError, ValueError):
-        doc = None
-    if not isinstance(doc, dict) or doc.get("command") != "finetune":
-        raise BiasvarError(f"RUN_DIR: {str(d)!r} holds no {FINETUNE_FILE} of a `biasvar "
-                           "finetune`.")
-    try:
-        page = _page(doc)
-    except (KeyError, TypeError, IndexError) as e:
-        raise BiasvarError(f"{d / FINETUNE_FILE}: damaged or of another version "
-                           f"({type(e).__name__}: {e}); run `biasvar finetune` again.") from None
-    path = d / REPORT_FILE
-    atomic_write_text(path, page)
-    return path
+    return render_json_page(run_dir, FINETUNE_FILE, "finetune", _page)

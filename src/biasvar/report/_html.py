@@ -209,6 +209,43 @@ def _card(key: str, value: str, detail: str = "") -> str:
     return f'<div class="card"><div class="k">{key}</div><div class="v">{value}</div>{d}</div>'
 
 
+def standalone_page(title: str, cls: str, body: str, source: str) -> str:
+    """A whole offline page for a command's own report (tune's siblings: ensemble, finetune,
+    shift): ``title`` and ``body`` already escaped, ``source`` the JSON file it was read from."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{title}</title>\n<style>{_CSS}{_PAGE_CSS}</style>\n</head>\n<body>\n"
+            f'<main class="bvr {cls}">\n<h1>{title}</h1>\n{body}'
+            f"<footer>Written by biasvar from <code>{_e(source)}</code>; nothing was "
+            "recomputed or retrained.</footer>\n</main>\n</body>\n</html>\n")
+
+
+def render_json_page(run_dir: str | Path, source: str, command: str,
+                     page: Callable[[Mapping[str, Any]], str]) -> Path:
+    """Read ``run_dir/source`` (written by ``biasvar command``), render it with ``page`` and
+    write ``report.html`` beside it (atomically); a missing, foreign or damaged file is a
+    BiasvarError naming the file."""
+    from .._io import atomic_write_text, read_json
+    from ..errors import BiasvarError
+
+    d = Path(run_dir)
+    try:
+        doc = read_json(d / source)
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("command") != command:
+        raise BiasvarError(f"RUN_DIR: {str(d)!r} holds no {source} of a `biasvar {command}` "
+                           "run.")
+    try:
+        text = page(doc)
+    except (KeyError, TypeError, IndexError) as e:
+        raise BiasvarError(f"{d / source}: damaged or of another version ({type(e).__name__}: "
+                           f"{e}); run `biasvar {command}` again.") from None
+    path = d / "report.html"
+    atomic_write_text(path, text)
+    return path
+
+
 def _split_name(split: str) -> str:
     return {"val": "validation"}.get(split, split)
 

@@ -11,14 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_json
-from ..errors import BiasvarError
-from ._html import _CSS, _PAGE_CSS, _e, _img, _table
+from ._html import _e, _img, _table, render_json_page, standalone_page
 
 __all__ = ["render_shift_report"]
 
 SHIFT_FILE = "shift.json"
-REPORT_FILE = "report.html"
 
 
 def _series(doc: Mapping[str, Any], name: str, get: Any) -> tuple[list[int], list[float]]:
@@ -138,28 +135,9 @@ def _page(doc: Mapping[str, Any]) -> str:
     body += ["<section id=\"values\"><h2>Values</h2><div style=\"overflow-x:auto\">",
              _table(head, rows), "</div></section>"]
     title = f"biasvar shift: {_e(doc['dataset'])} · {_e(doc['model'])}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{title}</title>\n<style>{_CSS}{_PAGE_CSS}</style>\n</head>\n<body>\n"
-            f'<main class="bvr shift">\n<h1>{title}</h1>\n' + "\n".join(body)
-            + f"<footer>Written by biasvar from <code>{SHIFT_FILE}</code>.</footer>\n"
-            "</main>\n</body>\n</html>\n")
+    return standalone_page(title, "shift", "\n".join(body), SHIFT_FILE)
 
 
 def render_shift_report(out_dir: str | Path) -> Path:
     """Write ``report.html`` for a ``biasvar shift`` output folder; returns its path."""
-    d = Path(out_dir)
-    try:
-        doc = read_json(d / SHIFT_FILE)
-    except (OSError, ValueError):
-        doc = None
-    if not isinstance(doc, dict) or doc.get("command") != "shift":
-        raise BiasvarError(f"RUN_DIR: {str(d)!r} holds no {SHIFT_FILE} of a `biasvar shift`.")
-    try:
-        page = _page(doc)
-    except (KeyError, TypeError, IndexError) as e:
-        raise BiasvarError(f"{d / SHIFT_FILE}: damaged or of another version "
-                           f"({type(e).__name__}: {e}); run `biasvar shift` again.") from None
-    path = d / REPORT_FILE
-    atomic_write_text(path, page)
-    return path
+    return render_json_page(out_dir, SHIFT_FILE, "shift", _page)
