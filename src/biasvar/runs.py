@@ -233,9 +233,9 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
     returns metrics.json."""
     from ._io import atomic_write_json, read_json
     from .data import load_data
-    from .errors import BiasvarError, CheckpointError
+    from .errors import BiasvarError
     from .rundir import check_same_run
-    from .train import build_model, evaluate, load_checkpoint
+    from .train import evaluate
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -261,15 +261,9 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
                            "RUN_DIR` shows them). evaluate re-scores train runs.")
     cfg = replace(resolve(load_config(run_dir / "config.yaml")), device=device)
     which = ("best" if cfg.early_stopping else "last") if checkpoint == "auto" else checkpoint
-    ck = load_checkpoint(run_dir / f"{which}.pt")
     data = load_data(cfg)
     check_same_run(run_dir, cfg, data.indices, what="evaluate")
-    model = build_model(cfg, data)
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{run_dir / f'{which}.pt'}: does not fit the model in "
-                              f"config.yaml ({str(e).splitlines()[0]}).") from None
+    model, ck = load_trained(cfg, data, run_dir / f"{which}.pt", "the model in config.yaml")
     metrics = evaluate(model, data, device=device, workers=cfg.loader_workers)
     atomic_write_json(run_dir / "metrics.json", metrics)
     print(f"{run_dir}: scored {which}.pt (epoch {ck['epoch']})")
@@ -281,9 +275,8 @@ def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
     ``ensemble.json``: each member's config and weights from its fit directory."""
     from ._io import read_json
     from .data import load_data
-    from .errors import BiasvarError, CheckpointError
+    from .errors import BiasvarError
     from .models._ensemble import Ensemble
-    from .train import build_model, load_checkpoint
 
     run_dir = Path(run_dir)
     doc = read_json(run_dir / "ensemble.json") if (run_dir / "ensemble.json").is_file() else None
@@ -292,15 +285,22 @@ def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
                            "directory of a `biasvar ensemble`.")
     cfg = resolve(load_config(run_dir / "config.yaml"))
     data = data if data is not None else load_data(cfg)
-    models = []
-    for m in doc["member_fits"]:
-        path = run_dir / m["weights"]
-        ck = load_checkpoint(path)
-        model = build_model(cfg, data)
-        try:
-            model.load_state_dict(ck["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: does not fit the ensemble's model "
-                                  f"({str(e).splitlines()[0]}).") from None
-        models.append(model.eval())
+    models = [load_trained(cfg, data, run_dir / m["weights"], "the ensemble's model")[0]
+              for m in doc["member_fits"]]
     return Ensemble(models, doc["combine"]).eval()
+
+
+def load_trained(cfg: ExperimentConfig, data: Any, path: Path, what: str) -> tuple[Any, dict]:
+    """The configured model with the weights of checkpoint ``path`` (eval mode), and the
+    checkpoint; weights that do not fit are a CheckpointError naming ``path`` and ``what``."""
+    from .errors import CheckpointError
+    from .train import build_model, load_checkpoint
+
+    ck = load_checkpoint(path)
+    model = build_model(cfg, data)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not fit {what} ({str(e).splitlines()[0]}).") \
+            from None
+    return model.eval(), ck

@@ -269,12 +269,11 @@ def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
     if not (run_dir / "last.pt").is_file():
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} holds no trained model (last.pt) and no "
                            "ensemble.json; point at a `biasvar train` or `biasvar ensemble` run.")
-    from .train import build_model, load_checkpoint
+    from .runs import load_trained
 
     which = "best" if cfg.early_stopping else "last"
-    model = build_model(cfg, data)
-    model.load_state_dict(load_checkpoint(run_dir / f"{which}.pt")["model"])
-    return cfg, data, [model.eval()], "model"
+    model, _ = load_trained(cfg, data, run_dir / f"{which}.pt", "the model in config.yaml")
+    return cfg, data, [model], "model"
 
 
 def _score(models: Sequence[nn.Module], data: Any, y: np.ndarray, classes: list[str],
