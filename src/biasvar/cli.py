@@ -128,6 +128,13 @@ def analysis_from_args(args: argparse.Namespace) -> AnalysisConfig:
     return from_dict(overrides, cls=AnalysisConfig, source="flag")
 
 
+def _fit_opts(p: argparse.ArgumentParser, dry_run_help: str) -> None:
+    """--workers and --dry-run of the commands that train fit jobs outside the analyses."""
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train fits in N local processes (default: 1)")
+    p.add_argument("--dry-run", action="store_true", help=dry_run_help)
+
+
 def _run_opts(p: argparse.ArgumentParser, *, analysis: bool = False) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<command>-"
                    "<dataset>-<model>-<hash>)")
@@ -491,10 +498,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    "cross-entropy decomposition describes) or probabilities (default: logprob)")
     p.add_argument("--rounds", type=int, default=None, metavar="R",
                    help="models of the decomposition that predicts the gain (default: K)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="train fits in N local processes (default: 1)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the planned fits and an estimated time range, train nothing")
+    _fit_opts(p, "print the planned fits and an estimated time range, train nothing")
     _add_config(p)
 
     p = add("finetune", _finetune, help="fine-tuned from local weights against from scratch "
@@ -513,10 +517,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--head-epochs", type=int, default=None, metavar="E",
                    help="epochs of the head alone, backbone frozen (default: a third of "
                    "--epochs, at least 1)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="train fits in N local processes (default: 1)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the planned fits of the first stage and an estimated time range")
+    _fit_opts(p, "print the planned fits of the first stage and an estimated time range")
     _add_config(p)
 
     p = add("shift", _shift, help="error (and bias/variance for an ensemble) on corrupted "

@@ -28,12 +28,12 @@ from __future__ import annotations
 import sys
 import time
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._outcome import CommandResults
 from .config import ExperimentConfig
 from .errors import ConfigError, unknown_name
 from .models._ensemble import COMBINES, Ensemble, combine_log_probs
@@ -100,14 +100,8 @@ def member_jobs(cfg: ExperimentConfig, data: Any, *, members: int, kind: str) ->
 
 # -- the command --------------------------------------------------------------------------------
 
-@dataclass
-class EnsembleResults:
+class EnsembleResults(CommandResults):
     """What ``ensemble`` measured (the dict written to ``ensemble.json``) and where."""
-
-    doc: dict[str, Any]
-    run_dir: Path
-    report: Path | None = None
-    lines: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> dict[str, Any]:
@@ -116,9 +110,6 @@ class EnsembleResults:
     @property
     def predicted(self) -> dict[str, Any]:
         return self.doc["predicted"]
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
 
 
 def _fmt_term(t: dict[str, Any], scale: float = 100.0, unit: str = "%", digits: int = 2) -> str:

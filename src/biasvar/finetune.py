@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ._outcome import CommandResults
 from .config import ExperimentConfig
 from .errors import ConfigError
 
@@ -41,15 +42,8 @@ SCHEMA_VERSION = 1
 ARCH = ("model", "width", "depth", "batchnorm")
 
 
-@dataclass
-class FinetuneResults:
-    doc: dict[str, Any]
-    run_dir: Path
-    report: Path | None = None
-    lines: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
+class FinetuneResults(CommandResults):
+    """What ``finetune`` measured (the dict written to ``finetune.json``) and where."""
 
 
 def hub_weights(name: str) -> Path:

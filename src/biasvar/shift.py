@@ -24,7 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._outcome import CommandResults
 from .errors import BiasvarError, ConfigError, DataError, unknown_name
 
 __all__ = ["shift", "corrupt", "adapt_batchnorm", "adapt_few_shot", "CORRUPTIONS", "ShiftResults"]
@@ -235,15 +236,9 @@ def adapt_few_shot(model: nn.Module, data: Any, rows: np.ndarray, *, epochs: int
 
 # -- the command --------------------------------------------------------------------------------
 
-@dataclass
-class ShiftResults:
-    doc: dict[str, Any]
-    out: Path
-    report: Path | None = None
-    lines: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
+class ShiftResults(CommandResults):
+    """What ``shift`` measured (the dict written to ``shift.json``) and where (``run_dir``: the
+    output folder, default RUN_DIR/shift)."""
 
 
 def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
