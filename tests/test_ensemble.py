@@ -126,6 +126,21 @@ def test_ensemble_run_and_its_artifact(ens_run, capsys):
     page = (out / "report.html").read_text()
     assert "Predicted vs measured gain" in page and "<svg" in page
     assert "prediction check" in str(r)
+    # the gallery is the ensemble's: the test images it gets wrong, most confident first,
+    # found here from the members' stored log-probabilities combined by hand (mean log p)
+    lps = np.stack([np.load(out / "fits" / f["key"] / "test_log_probs.npy")
+                    for f in doc["member_fits"]]).astype(np.float64)
+    mean = lps.mean(0)
+    ens = mean - np.log(np.exp(mean).sum(1, keepdims=True))
+    y = data.test.y.numpy()
+    wrong = np.flatnonzero(ens.argmax(1) != y)
+    top = wrong[np.argsort(-ens.max(1)[wrong], kind="stable")][:16]
+    gallery = json.loads((out / "gallery.json").read_text())
+    assert [g["index"] for g in gallery] == top.tolist() and len(top) > 0
+    section = page.split('id="gallery"')[1].split("</section>")[0]
+    assert section.count("<figure>") == len(gallery)
+    assert [c.split("</b>")[0] for c in section.split('class="p">')[1:]] == \
+        [data.classes[int(ens[i].argmax())] for i in top]
 
 
 def test_rerun_trains_nothing(ens_run, capsys):
@@ -138,10 +153,15 @@ def test_rerun_trains_nothing(ens_run, capsys):
 
 @pytest.mark.parametrize("args, field", [
     (["--members", "1"], "members"), (["--rounds", "1"], "rounds"),
-    (["--combine", "median"], "--combine"), (["--kind", "snapshot"], "--kind")])
+    (["--combine", "median"], "--combine"), (["--kind", "stacking"], "--kind"),
+    (["--combine", "weights"], "combine"), (["--snapshots", "2"], "snapshots"),
+    (["--kind", "snapshot", "--rounds", "3"], "rounds"),
+    (["--kind", "snapshot", "--members", "3"], "snapshots"),  # 2 epochs < 3 cycles
+    (["--kind", "snapshot", "--snapshots", "4"], "snapshots")])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, field):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) if args[0] in ("--combine", "--kind") else _no_raise():
+    argparse_refuses = args[1] in ("median", "stacking")  # not a choice of the flag
+    with pytest.raises(SystemExit) if argparse_refuses else _no_raise():
         code = cli.main(["ensemble", *FLAGS, *args, "--out", str(out)])
         assert code == 2
     err = capsys.readouterr().err
@@ -173,3 +193,112 @@ def test_biasvar_report_renders_each_commands_page(ens_run, capsys):
     (out / "report.html").unlink()
     assert cli.main(["report", str(out)]) == 0
     assert "Predicted vs measured gain" in (out / "report.html").read_text()
+
+
+# -- snapshot ensembles and weight averaging ----------------------------------------------------
+
+SNAP = dict(FAST, epochs=4)
+
+
+def test_cosine_restarts_follow_huang_et_al():
+    """The rate at every step against eq. 2 of Huang et al. (2017), written out here:
+    α(t) = α0/2 · (cos(π · mod(t, T/M) / (T/M)) + 1) for M equal cycles of T steps."""
+    from biasvar.config import resolve
+    from biasvar.train import cycle_ends, make_scheduler
+
+    cfg = resolve(ExperimentConfig(**dict(FAST, epochs=6, snapshots=3, lr=0.01)))
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=cfg.lr)
+    spe = 7
+    sched = make_scheduler(cfg, opt, 6 * spe, spe)
+    rates = []
+    for _ in range(6 * spe):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    per = 6 * spe // 3
+    expect = [0.01 / 2 * (np.cos(np.pi * (t % per) / per) + 1) for t in range(6 * spe)]
+    assert rates == pytest.approx(expect, abs=1e-12)
+    assert cycle_ends(6, 3) == [2, 4, 6] and cycle_ends(7, 3) == [2, 5, 7]
+
+
+def test_a_snapshot_is_the_model_a_shorter_run_ends_with(tmp_path):
+    """Snapshot 1 of a 4-epoch, 2-cycle run is the end of a 2-epoch cosine: a plain 2-epoch fit
+    of the same seed (the data order depends on the seed and the epoch only) has its weights;
+    the last snapshot is the run's final model; the two snapshots differ."""
+    from biasvar import fit
+    from biasvar.train import load_checkpoint
+
+    cfg = ExperimentConfig(**dict(SNAP, snapshots=2))
+    data = load_data(cfg)
+    res = fit(cfg, data, run_dir=tmp_path / "snap", progress=False)
+    short = fit(ExperimentConfig(**dict(FAST, epochs=2)), data, progress=False)
+    s1 = load_checkpoint(tmp_path / "snap" / "snapshot-1.pt")["model"]
+    s2 = load_checkpoint(tmp_path / "snap" / "snapshot-2.pt")["model"]
+    for k, v in short.model.state_dict().items():
+        assert torch.allclose(s1[k].float(), v.float(), atol=1e-6), k
+        assert torch.equal(s2[k], res.model.state_dict()[k]), k
+        assert torch.equal(res.snapshots[0][k], s1[k])
+    assert any(not torch.equal(s1[k], s2[k]) for k in s1 if s1[k].is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def snap_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("snap") / "run"
+    r = ensemble(ExperimentConfig(**dict(SNAP, model="cnn", width=8)), members=2,
+                 kind="snapshot", combine="weights", out=out, progress=False)
+    return out, r
+
+
+def test_snapshot_ensemble_and_its_averaged_weights(snap_run):
+    from biasvar import predict
+    from biasvar.runs import evaluate_run, load_trained
+    from biasvar.train import load_checkpoint
+
+    out, r = snap_run
+    doc = json.loads((out / "ensemble.json").read_text())
+    assert doc["kind"] == "snapshot" and doc["combine"] == "weights"
+    assert [f["snapshot"] for f in doc["member_fits"]] == [1, 2]
+    assert len({f["key"] for f in doc["member_fits"]}) == 1   # one run, two cycles
+    cfg = ExperimentConfig(**dict(SNAP, model="cnn", width=8))
+    data = load_data(cfg)
+    y = data.test.y.numpy()
+    # the members' errors, scored here from the snapshot files
+    members = [load_trained(cfg, data, out / f["weights"], "x")[0] for f in doc["member_fits"]]
+    errs = [float((predict(m, data, "test").argmax(1) != y).mean()) for m in members]
+    assert doc["measured"]["member_errors"] == pytest.approx(errs)
+    # swa.pt: every weight the mean of the snapshots' (batch-norm statistics re-estimated)
+    swa = load_checkpoint(out / "swa.pt")["model"]
+    snaps = [load_checkpoint(out / f["weights"])["model"] for f in doc["member_fits"]]
+    for k, v in swa.items():
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        assert torch.allclose(v, (snaps[0][k] + snaps[1][k]) / 2, atol=1e-6), k
+    bn = [k for k in swa if k.endswith("running_mean")]
+    assert bn and any(not torch.allclose(swa[k], (snaps[0][k] + snaps[1][k]) / 2) for k in bn)
+    # the artifact is that one model: evaluate scores it, as measured
+    metrics = evaluate_run(out)
+    assert metrics["test"]["error"] == pytest.approx(doc["measured"]["ensemble_error"]["value"])
+    assert "weights averaged" in str(r) and "snapshots of another run" in str(r)
+    page = (out / "report.html").read_text()
+    assert "5 snapshots" not in page and "2 snapshots of a fresh run" in page
+
+
+def test_snapshot_prediction_comes_from_another_run(snap_run):
+    """The predicted gain is the ensemble gain of the snapshots of the run with the
+    decomposition's seed, recomputed here from its stored log-probabilities."""
+    from biasvar.analysis.jobs import SNAPSHOT_LOG_PROBS
+
+    out, r = snap_run
+    doc = r.doc
+    key = doc["member_fits"][0]["key"]
+    others = [d for d in (out / "fits").iterdir() if d.name != key]
+    assert len(others) == 1
+    lp = np.load(others[0] / SNAPSHOT_LOG_PROBS)
+    y = load_data(ExperimentConfig(**dict(SNAP, model="cnn", width=8))).test.y.numpy()
+    ens = combine_log_probs(lp, "logprob")
+    member = (lp.argmax(2) != y[None]).mean()
+    assert doc["predicted"]["gain_error"]["value"] == pytest.approx(
+        member - (ens.argmax(1) != y).mean())
+    assert json.loads((others[0] / "spec.json").read_text())["seed"] == 0
+    assert doc["member_fits"][0]["seed"] == 1000

@@ -84,6 +84,7 @@ PROBES: dict[str, list[str]] = {
     "schedule": ["--schedule", "constant"],
     "step_epochs": ["--step-epochs", "1"],
     "step_gamma": ["--step-gamma", "0.5"],
+    "snapshots": ["--snapshots", "2"],
     "epochs": ["--epochs", "3"],
     "batch_size": ["--batch-size", "16"],
     "early_stopping": ["--early-stopping"],

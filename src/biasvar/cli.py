@@ -358,7 +358,8 @@ def _shift(args: argparse.Namespace) -> int:
     print(shift(Path(args.run_dir), corruptions=args.corruptions, severities=args.severities,
                 adabn=args.adabn, target=args.target, label_map=args.label_map,
                 few_shot=args.few_shot,
-                out=args.out, seed=args.seed, report=args.report, progress=args.progress))
+                out=args.out, seed=args.seed, device=args.device, report=args.report,
+                progress=args.progress))
     return 0
 
 
@@ -483,19 +484,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = add("ensemble", _ensemble, help="train K members and combine them into one model; "
             "the measured gain beside the one the decomposition predicts",
             description="Train --members K fresh models (deep: K seeds; bagging: K bootstrap "
-            "samples) and combine them into one (ensemble.json: `biasvar evaluate RUN_DIR` "
+            "samples; snapshot: K cycles of one run) and combine them into one "
+            "(ensemble.json: `biasvar evaluate RUN_DIR` "
             "scores it like one model). The ensemble's test error and cross-entropy against "
             "its mean member's, beside the gain the bias-variance decomposition of --rounds "
             "models predicts, with 95% intervals over test points.")
     _run_opts(p)
     p.add_argument("--members", type=int, default=5, metavar="K",
                    help="members, trained fresh (default: 5)")
-    p.add_argument("--kind", choices=("deep", "bagging"), default="deep",
+    p.add_argument("--kind", choices=("deep", "bagging", "snapshot"), default="deep",
                    help="deep: K seeds on the whole training set; bagging: K bootstrap "
-                   "samples (default: deep)")
-    p.add_argument("--combine", choices=("logprob", "prob"), default="logprob",
+                   "samples; snapshot: one run of K cosine cycles, the weights at the end of "
+                   "each (default: deep)")
+    p.add_argument("--combine", choices=("logprob", "prob", "weights"), default="logprob",
                    help="average log-probabilities (renormalised; the ensemble the "
-                   "cross-entropy decomposition describes) or probabilities (default: logprob)")
+                   "cross-entropy decomposition describes) or probabilities; weights "
+                   "(--kind snapshot only): average the snapshots' weights into one model, "
+                   "batch norm re-estimated (SWA) (default: logprob)")
     p.add_argument("--rounds", type=int, default=None, metavar="R",
                    help="models of the decomposition that predicts the gain (default: K)")
     _fit_opts(p, "print the planned fits and an estimated time range, train nothing")
@@ -546,6 +551,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="--target's classes → the model's (target=model pairs, or a YAML "
                    "file); default: the same names")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions (default: 0)")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="where the models run: auto, cpu, cuda or cuda:N (default: the run's "
+                   "setting)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: RUN_DIR/shift)")
     p.add_argument("--no-report", dest="report", action="store_false",

@@ -111,6 +111,10 @@ class ExperimentConfig:
                          choices=("constant", "step", "cosine", "onecycle"))
     step_epochs: int = _opt(5, "step schedule: epochs between decays", lo=1)
     step_gamma: float = _opt(0.1, "step schedule: decay factor", lo=0.0, hi=1.0, lo_open=True)
+    snapshots: int = _opt(0, "snapshot ensemble: split the epochs into this many cosine cycles "
+                          "(the rate restarts at --lr) and keep the weights at the end of each "
+                          "(snapshot-K.pt; Huang et al. 2017); 0 = one cosine, no snapshots",
+                          lo=0, hi=100)
     epochs: int | None = _opt(None, "training epochs", lo=1, hi=10000)
     batch_size: int | None = _opt(None, "images per training step", lo=1, hi=65536)
     early_stopping: bool = _opt(False, "stop when the monitored metric stops improving and "

@@ -235,7 +235,7 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
     from .data import load_data
     from .errors import BiasvarError
     from .rundir import check_same_run
-    from .train import evaluate
+    from .train import evaluate, most_confidently_wrong
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -249,10 +249,14 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
         data = load_data(cfg)
         check_same_run(run_dir, cfg, data.indices, what="evaluate")
         model = load_ensemble(run_dir, data)
-        metrics = evaluate(model, data, device=device, workers=cfg.loader_workers)
+        metrics, lps = evaluate(model, data, device=device, workers=cfg.loader_workers,
+                                return_log_probs=True)
+        atomic_write_json(run_dir / "gallery.json", most_confidently_wrong(data, lps["test"]))
         atomic_write_json(run_dir / "metrics.json", metrics)
-        print(f"{run_dir}: scored the ensemble of {len(model.members)} members "
-              f"({model.combine} averaged)")
+        members = getattr(model, "members", None)
+        print(f"{run_dir}: scored the ensemble of {len(members)} members "
+              f"({model.combine} averaged)" if members is not None else
+              f"{run_dir}: scored the snapshots' averaged weights (swa.pt)")
         return metrics
     if (run_dir / "results.json").is_file() and not (run_dir / "last.pt").is_file():
         kind = (read_json(run_dir / "results.json") or {}).get("command", "analysis")
@@ -272,7 +276,8 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str = "auto", device: str =
 
 def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
     """The ensemble of a ``biasvar ensemble`` run as one ``nn.Module`` (eval mode), built from
-    ``ensemble.json``: each member's config and weights from its fit directory."""
+    ``ensemble.json``: each member's config and weights from its fit directory (for
+    ``--combine weights``, the one averaged model in ``swa.pt``)."""
     from ._io import read_json
     from .data import load_data
     from .errors import BiasvarError
@@ -285,6 +290,8 @@ def load_ensemble(run_dir: str | Path, data: Any = None) -> Any:
                            "directory of a `biasvar ensemble`.")
     cfg = resolve(load_config(run_dir / "config.yaml"))
     data = data if data is not None else load_data(cfg)
+    if doc["combine"] == "weights":  # the snapshots' weights averaged (SWA): one model
+        return load_trained(cfg, data, run_dir / doc["weights"], "the averaged model")[0]
     models = [load_trained(cfg, data, run_dir / m["weights"], "the ensemble's model")[0]
               for m in doc["member_fits"]]
     return Ensemble(models, doc["combine"]).eval()

@@ -35,6 +35,7 @@ from torch import nn
 
 from ._outcome import CommandResults
 from .errors import BiasvarError, ConfigError, DataError, unknown_name
+from .train._bn import adapt_batchnorm
 
 __all__ = ["shift", "corrupt", "adapt_batchnorm", "adapt_few_shot", "CORRUPTIONS", "ShiftResults"]
 
@@ -132,69 +133,7 @@ def corrupt(x: torch.Tensor, name: str, severity: int, *, seed: int = 0) -> torc
     return (out.clamp(0, 1) * 255.0).round().to(torch.uint8)
 
 
-# -- AdaBN --------------------------------------------------------------------------------------
-
-class _Stop(Exception):
-    """Ends a forward pass once the batch-norm layer being measured has seen its input."""
-
-
-def adapt_batchnorm(model: nn.Module, data: Any, split: str = "test", *, batch_size: int = 256,
-                    device: str = "cpu") -> nn.Module:
-    """A copy of ``model`` whose batch-norm running mean and variance are those of each layer's
-    input over ``data``'s ``split`` images (labels unused); weights untouched.
-
-    Exact, layer by layer in the order they run: a layer's input depends only on the layers
-    before it, which are already adapted, so each layer takes one pass (in eval mode, stopped at
-    that layer) that sums its input per channel. The variance is stored unbiased, as PyTorch
-    keeps ``running_var``."""
-    from .train._fit import normalizer
-
-    m = copy.deepcopy(model).to(device).eval()
-    bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        raise ConfigError("adabn: the model has no batch-norm layers, so re-estimating their "
-                          "statistics changes nothing; drop --adabn (or train with "
-                          "--batchnorm).")
-    scale, shift_ = normalizer(data, torch.device(device))
-    x = getattr(data, split).x
-
-    def batches() -> Any:
-        for i in range(0, len(x), batch_size):
-            yield x[i:i + batch_size].to(device).float() * scale - shift_
-
-    order: list[nn.Module] = []
-    hooks = [b.register_forward_pre_hook(lambda mod, inp: order.append(mod)
-                                         if all(mod is not o for o in order) else None)
-             for b in bns]
-    with torch.no_grad():
-        m(next(iter(batches())))
-    for h in hooks:
-        h.remove()
-    for b in order:
-        acc: dict[str, Any] = {"s": 0.0, "ss": 0.0, "n": 0}
-
-        def grab(mod: nn.Module, inp: tuple, acc: dict = acc) -> None:
-            z = inp[0].detach().double().transpose(0, 1).reshape(inp[0].shape[1], -1)
-            acc["s"] = acc["s"] + z.sum(1)
-            acc["ss"] = acc["ss"] + (z * z).sum(1)
-            acc["n"] += z.shape[1]
-            raise _Stop
-
-        h = b.register_forward_pre_hook(grab)
-        with torch.no_grad():
-            for xb in batches():
-                try:
-                    m(xb)
-                except _Stop:
-                    pass
-        h.remove()
-        n = acc["n"]
-        mean = acc["s"] / n
-        var = (acc["ss"] / n - mean * mean) * n / max(n - 1, 1)
-        b.running_mean.copy_(mean.to(b.running_mean.dtype))
-        b.running_var.copy_(var.clamp_min(0).to(b.running_var.dtype))
-    return m
-
+# -- few-shot fine-tuning ----------------------------------------------------------------------
 
 def few_shot_rows(y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(labelled, held-out) rows: ``k`` per class drawn at random (seeded), the rest held out.
@@ -214,18 +153,20 @@ def few_shot_rows(y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def adapt_few_shot(model: nn.Module, data: Any, rows: np.ndarray, *, epochs: int = 20,
-                   lr: float = 1e-4, seed: int = 0) -> nn.Module:
+                   lr: float = 1e-4, seed: int = 0, device: str | torch.device = "cpu"
+                   ) -> nn.Module:
     """A copy of ``model`` fine-tuned on ``rows`` of ``data``'s test split (their labels), all
     weights, full batch, Adam at ``lr`` for ``epochs`` steps; batch norm and dropout in eval
     mode (a handful of images cannot re-estimate statistics)."""
     from .train._fit import normalizer
 
     torch.manual_seed(seed)
-    m = copy.deepcopy(model).eval()
-    scale, shift_ = normalizer(data, torch.device("cpu"))
+    device = torch.device(device)
+    m = copy.deepcopy(model).to(device).eval()
+    scale, shift_ = normalizer(data, device)
     idx = torch.as_tensor(rows, dtype=torch.int64)
-    x = data.test.x[idx].float() * scale - shift_
-    y = data.test.y[idx]
+    x = data.test.x[idx].to(device).float() * scale - shift_
+    y = data.test.y[idx].to(device)
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
     for _ in range(epochs):
         opt.zero_grad()
@@ -260,6 +201,8 @@ def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
         from .runs import load_ensemble
 
         ens = load_ensemble(run_dir, data)
+        if not hasattr(ens, "members"):  # the snapshots' weights averaged: one model
+            return cfg, data, [ens], "model"
         return cfg, data, list(ens.members), "ensemble"
     if not (run_dir / "last.pt").is_file():
         raise BiasvarError(f"RUN_DIR: {str(run_dir)!r} holds no trained model (last.pt) and no "
@@ -272,12 +215,12 @@ def _load_models(run_dir: Path) -> tuple[Any, Any, list[nn.Module], str]:
 
 
 def _score(models: Sequence[nn.Module], data: Any, y: np.ndarray, classes: list[str],
-           seed: int) -> dict[str, Any]:
+           seed: int, device: str) -> dict[str, Any]:
     from .analysis._formulas import decompose
     from .models._ensemble import combine_log_probs
     from .train import predict
 
-    lp = np.stack([predict(m, data, "test", device="cpu") for m in models])
+    lp = np.stack([predict(m, data, "test", device=device) for m in models])
     rows = np.arange(len(y))
     errors = (lp.argmax(2) != y[None]).mean(1)
     out: dict[str, Any] = {"error": float(errors.mean()),
@@ -387,11 +330,14 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
           severities: str | Sequence[int] | None = None, adabn: bool = False,
           target: str | None = None, label_map: str | Path | dict | None = None,
           few_shot: int | None = None, out: str | Path | None = None, seed: int = 0,
-          report: bool = True, progress: bool = True) -> ShiftResults:
+          device: str | None = None, report: bool = True, progress: bool = True
+          ) -> ShiftResults:
     """Score the run's model(s) on its test set under each corruption and severity (and, with
     ``adabn``, after AdaBN); writes ``shift.json`` (and ``report.html``) into ``out``
-    (default ``RUN_DIR/shift``). See the module's docstring."""
+    (default ``RUN_DIR/shift``). ``device``: where the models run (default: the run's
+    ``device`` setting; auto = CUDA when present). See the module's docstring."""
     from ._io import atomic_write_json
+    from .train import resolve_device
 
     t0 = time.perf_counter()
     if few_shot is not None and (not isinstance(few_shot, int) or isinstance(few_shot, bool)
@@ -408,12 +354,14 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     lmap = parse_label_map(label_map)
     run_dir = Path(run_dir)
     cfg, data, models, kind = _load_models(run_dir)
+    dev = str(resolve_device(device or cfg.device))
     notes: list[str] = []
     tdata = None
     if target is not None:
         tdata, notes = _target(data, cfg, target, lmap)
     if adabn:  # refuse a model without batch norm before anything is written
-        adapt_batchnorm(models[0], replace(data, test=data.test.subset(np.arange(2))))
+        adapt_batchnorm(models[0], replace(data, test=data.test.subset(np.arange(2))),
+                        device=dev)
     y = data.test.y.numpy()
     classes = list(data.classes)
     rows: list[dict[str, Any]] = []
@@ -421,17 +369,18 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     def add(corruption: str, severity: int, d: Any) -> None:
         yd = d.test.y.numpy()
         row = {"corruption": corruption, "severity": severity, "n": int(len(yd)),
-               **_score(models, d, yd, classes, seed)}
+               **_score(models, d, yd, classes, seed, dev)}
         if adabn:
-            row["adabn"] = _score([adapt_batchnorm(m, d) for m in models], d, yd, classes, seed)
+            row["adabn"] = _score([adapt_batchnorm(m, d, device=dev) for m in models], d, yd,
+                                  classes, seed, dev)
         if few_shot and corruption != "none":
             lab, rest = few_shot_rows(yd, few_shot, seed)
             held = replace(d, test=d.test.subset(rest))
             lr = float(cfg.lr or 1e-3) * 0.1
-            tuned = [adapt_few_shot(m, d, lab, lr=lr, seed=seed) for m in models]
+            tuned = [adapt_few_shot(m, d, lab, lr=lr, seed=seed, device=dev) for m in models]
             row["few_shot"] = {"k": few_shot, "labelled": int(len(lab)), "scored": int(len(rest)),
-                               "before": _score(models, held, yd[rest], classes, seed),
-                               "after": _score(tuned, held, yd[rest], classes, seed)}
+                               "before": _score(models, held, yd[rest], classes, seed, dev),
+                               "after": _score(tuned, held, yd[rest], classes, seed, dev)}
         rows.append(row)
 
     add("none", 0, data)
@@ -454,7 +403,7 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
            "n_test": int(len(y)), "seed": seed, "corruptions": names, "severities": sevs,
            "target": target, "label_map": lmap or None, "notes": notes,
            "few_shot": few_shot,
-           "adabn": adabn, "rows": rows,
+           "adabn": adabn, "device": dev, "rows": rows,
            "timing": {"seconds": round(time.perf_counter() - t0, 1)}}
     out_dir = Path(out) if out else run_dir / "shift"
     out_dir.mkdir(parents=True, exist_ok=True)

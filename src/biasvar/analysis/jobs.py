@@ -4,7 +4,9 @@ A :class:`FitJob` is a frozen spec — resolved config, which training rows, see
 with a deterministic key (a hash of the spec). Its result is stored under
 ``<run_dir>/fits/<key>/``: ``last.pt``/``best.pt``/``history.csv`` while it trains, then
 ``test_log_probs.npy`` (fp32, m×K) and ``result.json`` (written last, atomically: its presence
-means the job is done); then ``last.pt`` keeps only the final weights (no optimizer state). Analyses ask a :class:`JobStore` for results; an executor runs the jobs
+means the job is done); then ``last.pt`` keeps only the final weights (no optimizer state). A
+config with ``snapshots`` also leaves ``snapshot-K.pt`` and ``snapshot_test_log_probs.npy``
+(K×m×C). Analyses ask a :class:`JobStore` for results; an executor runs the jobs
 that are missing — serially, in local processes, or as Ray tasks — and the same spec
 gives the same result (to float tolerance, same thread count). A job killed mid-way resumes from
 its own ``last.pt``.
@@ -30,6 +32,9 @@ from ..data import DataBundle
 
 __all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "RayExecutor",
            "Executor", "require_ray", "run_job", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
+
+#: a snapshot job's (K, m, C) test log-probabilities, one row per cycle's weights
+SNAPSHOT_LOG_PROBS = "snapshot_test_log_probs.npy"
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +153,9 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     for s, m in metrics.items():
         flat[f"{s}_error"], flat[f"{s}_loss"] = m["error"], m["loss"]
     lp = lps["test"].astype(np.float32)
+    if res.snapshots:  # a snapshot run: each cycle's weights scored on the test set too
+        atomic_write_bytes(job_dir / SNAPSHOT_LOG_PROBS,
+                           _npy(_snapshot_log_probs(res, data, job.config)))
     atomic_write_bytes(job_dir / "test_log_probs.npy", _npy(lp))
     n = len(data.train) if job.train_indices is None else len(job.train_indices)
     steps = max(1, n // min(int(res.config.batch_size), n)) * len(res.history)
@@ -160,6 +168,24 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
         "steps": steps, "epochs": len(res.history)})
     _drop_training_state(job_dir / "last.pt")
     return result
+
+
+def _snapshot_log_probs(res: Any, data: DataBundle, cfg: Any) -> np.ndarray:
+    """(K, m, C) test log-probabilities of a fit's K snapshots (fp32, eval mode)."""
+    import copy
+
+    from ..train import normalizer, predict_log_probs
+
+    model = copy.deepcopy(res.model)
+    device = next(model.parameters()).device
+    scale, shift = normalizer(data, device)
+    out = []
+    for state in res.snapshots:
+        model.load_state_dict(state)
+        out.append(predict_log_probs(model, data.test.x, scale, shift, device,
+                                     channels_last=res.precision["channels_last"],
+                                     workers=cfg.loader_workers).cpu().numpy())
+    return np.stack(out)
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -204,6 +230,14 @@ class JobStore:
         return JobResult(r["key"], r["metrics"], r["history"], r["n_train"], r["seconds"], lp,
                          reused=True, steps=int(r.get("steps", 0)),
                          stop_reason=r.get("stop_reason"))
+
+    def snapshot_log_probs(self, job: FitJob) -> np.ndarray:
+        """(K, m, C) test log-probabilities of the snapshots of a job with ``snapshots``."""
+        path = self.dir(job) / SNAPSHOT_LOG_PROBS
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no snapshot predictions (the job's config has "
+                                    "no --snapshots, or it has not run)")
+        return np.load(path)
 
     def train_log_probs(self, job: FitJob) -> np.ndarray | None:
         """The job's log-probabilities on every training row (jobs with ``score_train``)."""

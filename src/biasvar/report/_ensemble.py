@@ -4,7 +4,8 @@
 answer first (the ensemble's test error against its mean member's, the measured gain beside the
 gain the decomposition predicted, each with its 95 % interval over test points), then a figure
 of the two gains side by side (error and cross-entropy), each member's test error against the
-ensemble's, and the decomposition's terms the prediction rests on. Every figure is inline SVG
+ensemble's, the test images the ensemble got most confidently wrong (gallery.json) and the
+decomposition's terms the prediction rests on. Every figure is inline SVG
 with its values in a table; every string from the file is HTML-escaped.
 """
 from __future__ import annotations
@@ -14,11 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from .._fmt import pct
-from ._html import _card, _e, _img, _table, render_json_page, standalone_page
+from ._html import (GALLERY_INTRO, _card, _e, _img, _table, gallery_cards, render_json_page,
+                    standalone_page)
 
-__all__ = ["render_ensemble_report"]
+__all__ = ["render_ensemble_report", "sources"]
+
+SWA_NOTE = ("The averaged weights are one model; what the decomposition predicts is the gain of "
+            "averaging the snapshots' probabilities, which weight averaging approximates "
+            "(Izmailov et al. 2018)")
 
 ENSEMBLE_FILE = "ensemble.json"
+
+
+def sources(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """What measured and what predicted the gain, in words (the summary's and the page's)."""
+    k, r = doc["members"], doc["rounds"]
+    if doc["kind"] == "snapshot":
+        return f"{k} snapshots of a fresh run", f"{r} snapshots of another run"
+    return f"{k} fresh members", f"{r} decomposition models"
 
 
 def _pts(t: Mapping[str, Any]) -> str:
@@ -45,8 +59,11 @@ def gain_plot(doc: Mapping[str, Any]) -> str | None:
         axes = _subplots(fig, 1, 2)
         for ax, key, scale, label in ((axes[0], "gain_error", 100.0, "test error gain (points)"),
                                       (axes[1], "gain_ce", 1.0, "cross-entropy gain (nats)")):
-            rows = [("predicted\n(decomposition)", doc["predicted"][key], COLORS["total"]),
-                    ("measured\n(fresh members)", doc["measured"][key], COLORS["val"])]
+            snap = doc["kind"] == "snapshot"
+            rows = [("predicted\n(" + ("another run" if snap else "decomposition") + ")",
+                     doc["predicted"][key], COLORS["total"]),
+                    ("measured\n(" + ("fresh run" if snap else "fresh members") + ")",
+                     doc["measured"][key], COLORS["val"])]
             for i, (name, t, color) in enumerate(rows):
                 v, (lo, hi) = scale * t["value"], t["ci95"]
                 ax.errorbar([v], [i], xerr=[[v - scale * lo], [scale * hi - v]], fmt="o",
@@ -98,17 +115,21 @@ def _section(sid: str, title: str, body: str, intro: str = "") -> str:
             "</section>\n")
 
 
-def _page(doc: Mapping[str, Any]) -> str:
+def _page(doc: Mapping[str, Any], gallery: Any = None) -> str:
     m, p = doc["measured"], doc["predicted"]
     k, r = doc["members"], doc["rounds"]
+    meas, pred = sources(doc)
+    swa = doc["combine"] == "weights"
+    how = "weights averaged (SWA)" if swa else f"{doc['combine']} averaged"
     cards = "".join([
         _card("mean member", _e(pct(m["member_error"]["value"], 2)), "test error"),
         _card("ensemble", _e(pct(m["ensemble_error"]["value"], 2)),
-              f"{k} {_e(doc['kind'])} members, {_e(doc['combine'])} averaged"),
-        _card("measured gain", _e(_pts(m["gain_error"])), "fresh members"),
-        _card("predicted gain", _e(_pts(p["gain_error"])), f"from {r} decomposition models"),
+              f"{k} {_e(doc['kind'])} members, {_e(how)}"),
+        _card("measured gain", _e(_pts(m["gain_error"])), _e(meas)),
+        _card("predicted gain", _e(_pts(p["gain_error"])), f"from {_e(pred)}"),
     ])
-    answer = (f'<div class="cards">{cards}</div>\n<p>{_e(doc["agreement"])}.</p>')
+    answer = (f'<div class="cards">{cards}</div>\n<p>{_e(doc["agreement"])}.</p>'
+              + (f'\n<p class="muted">{_e(SWA_NOTE)}.</p>' if swa else ""))
     rows = []
     for name, key, scale in (("test error (%)", "error", 100.0),
                              ("cross-entropy (nats)", "ce", 1.0)):
@@ -119,10 +140,12 @@ def _page(doc: Mapping[str, Any]) -> str:
                          _e(_term(p[f"{what}_{key}"], scale, digits)),
                          _e(_term(m[f"{what}_{key}"], scale, digits))])
     table = _table([("loss", False), ("", False),
-                    (f"predicted: {r} decomposition models", True),
-                    (f"measured: {k} fresh members", True)], rows)
+                    (f"predicted: {pred}", True),
+                    (f"measured: {meas}", True)], rows)
     gains = (_img(gain_plot(doc), "predicted vs measured gain") + table)
-    member_rows = [[str(i + 1), _e(f["key"]), str(f["seed"]), str(f["n_train"]),
+    member_rows = [[str(i + 1), _e(f["key"] + (f" · snapshot {f['snapshot']}"
+                                               if "snapshot" in f else "")),
+                    str(f["seed"]), str(f["n_train"]),
                     _e(pct(f["test_error"], 2))] for i, f in enumerate(doc["member_fits"])]
     members = (_img(members_plot(doc), "member and ensemble test errors")
                + _table([("member", True), ("fit", False), ("seed", True), ("n_train", True),
@@ -136,16 +159,27 @@ def _page(doc: Mapping[str, Any]) -> str:
                                                     "variance_jackknife")))
              for term in terms if term in dec[loss]]
     decomp = _table([("term", False), ("value [95% CI]", True)], drows)
+    cards = gallery_cards(gallery)
     body = "".join([
         _section("answer", "Answer", answer),
         _section("gains", "Predicted vs measured gain", gains,
-                 f"Predicted: the mean model's loss minus the ensemble's, on the {r} models the "
-                 f"decomposition trained ({_e(doc['sampling'])} sampling); for cross-entropy "
-                 "with log-probabilities averaged this is the decomposition's variance term. "
-                 f"Measured: the same on {k} members trained fresh (other seeds"
-                 + (", other bootstrap samples" if doc["kind"] == "bagging" else "")
-                 + f"). Intervals: 95 % over the {doc['n_test']} test points (a paired "
+                 (f"Predicted: the mean snapshot's loss minus their ensemble's, on the {r} "
+                  "snapshots (the ends of the cosine cycles) of a run with the decomposition's "
+                  "seed; for cross-entropy with log-probabilities averaged this is their "
+                  "decomposition's variance term. Measured: the same on the snapshots of a "
+                  "fresh run (another seed)"
+                  + (", its ensemble being the snapshots' averaged weights" if swa else "")
+                  if doc["kind"] == "snapshot" else
+                  f"Predicted: the mean model's loss minus the ensemble's, on the {r} models the "
+                  f"decomposition trained ({_e(doc['sampling'])} sampling); for cross-entropy "
+                  "with log-probabilities averaged this is the decomposition's variance term. "
+                  f"Measured: the same on {k} members trained fresh (other seeds"
+                  + (", other bootstrap samples" if doc["kind"] == "bagging" else "") + ")")
+                 + f". Intervals: 95 % over the {doc['n_test']} test points (a paired "
                  "bootstrap); they do not cover other draws of the models."),
+        *([_section("gallery", "Most confidently wrong test images",
+                    f'<div class="gallery">{"".join(cards)}</div>',
+                    "The ensemble's: " + GALLERY_INTRO)] if cards else []),
         _section("members", "Members", members,
                  "Each member's test error; the ensemble's and the mean member's as lines."),
         _section("decomposition", "The decomposition behind the prediction", decomp,
@@ -160,5 +194,13 @@ def _page(doc: Mapping[str, Any]) -> str:
 
 
 def render_ensemble_report(run_dir: str | Path) -> Path:
-    """Write ``report.html`` for a ``biasvar ensemble`` run directory; returns its path."""
-    return render_json_page(run_dir, ENSEMBLE_FILE, "ensemble", _page)
+    """Write ``report.html`` for a ``biasvar ensemble`` run directory (with the ensemble's
+    gallery.json when there is one); returns its path."""
+    from .._io import read_json
+
+    try:
+        gallery = read_json(Path(run_dir) / "gallery.json")
+    except (OSError, ValueError):
+        gallery = None
+    return render_json_page(run_dir, ENSEMBLE_FILE, "ensemble",
+                            lambda doc: _page(doc, gallery if isinstance(gallery, list) else None))

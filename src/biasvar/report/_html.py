@@ -750,9 +750,13 @@ def _per_class(run: _Run) -> str:
                        "are highlighted.")
 
 
-def _gallery(run: _Run) -> str:
+def gallery_cards(entries: Any) -> list[str]:
+    """gallery.json's entries (the most confidently wrong test images) as figures; entries
+    without a valid PNG are skipped, every text escaped."""
     cards = []
-    for g in run.gallery:
+    for g in entries or []:
+        if not isinstance(g, dict):
+            continue
         b64 = g.get("image_png_b64")
         if not isinstance(b64, str) or not _B64.match(b64.replace("\n", "")):
             continue
@@ -766,15 +770,21 @@ def _gallery(run: _Run) -> str:
             f'predicted: <b class="p">{_e(g.get("pred", "?"))}</b><br>'
             f'<span class="muted">{pct(number(g.get("confidence")))} · '
             f'#{_e(g.get("index", "?"))}</span>{src_html}</figcaption></figure>')
+    return cards
+
+
+GALLERY_INTRO = ("The test images the model got wrong with the highest confidence, most "
+                 "confident first (percent: the model's confidence in its wrong prediction; #: "
+                 "index in the test split; below it, the image's file for your own data). Look "
+                 "for label noise, ambiguous images and confusable classes.")
+
+
+def _gallery(run: _Run) -> str:
+    cards = gallery_cards(run.gallery)
     if not cards:
         return ""
     return run.section("gallery", "Most confidently wrong test images",
-                       f'<div class="gallery">{"".join(cards)}</div>',
-                       "The test images the model got wrong with the highest confidence, most "
-                       "confident first (percent: the model's confidence in its wrong "
-                       "prediction; #: index in the test split; below it, the image's file for "
-                       "your own data). Look for label noise, ambiguous images and confusable "
-                       "classes.")
+                       f'<div class="gallery">{"".join(cards)}</div>', GALLERY_INTRO)
 
 
 def _noise_is_target(r: Results | None) -> bool:

@@ -18,7 +18,7 @@ from ._checkpoint import checkpoint_bytes, history_csv
 if TYPE_CHECKING:
     from ._fit import Trainer
 
-__all__ = ["Callback", "EarlyStopping", "Checkpoint", "HistoryLogger", "TensorBoardLogger",
+__all__ = ["Callback", "EarlyStopping", "Checkpoint", "Snapshots", "HistoryLogger", "TensorBoardLogger",
            "Progress", "TqdmProgress", "HOOKS"]
 
 #: The hooks, in the order a fit calls them, and the keyword arguments each receives.
@@ -163,6 +163,42 @@ class Checkpoint(Callback):
         if early.improved:
             atomic_write_bytes(self.run_dir / "best.pt",
                                checkpoint_bytes(trainer.best_checkpoint(early)))
+
+
+class Snapshots(Callback):
+    """Keeps the weights at the end of each cosine cycle (``epochs``: the cycles' last epochs,
+    :func:`~biasvar.train.cycle_ends`): in ``states`` (epoch → CPU state dict) and, with
+    ``run_dir``, as ``snapshot-K.pt`` (K counts from 1; weights only, like ``best.pt``). A
+    resumed fit reads the snapshots of the cycles it had finished back from ``run_dir``."""
+
+    def __init__(self, epochs: list[int], run_dir: str | Path | None = None):
+        self.epochs = list(epochs)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.states: dict[int, dict[str, torch.Tensor]] = {}
+
+    def path(self, k: int) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / f"snapshot-{k}.pt"
+
+    def on_fit_start(self, trainer: "Trainer", **kwargs: Any) -> None:
+        from ._checkpoint import load_checkpoint
+
+        for k, e in enumerate(self.epochs, 1):
+            if e <= trainer.epoch and self.run_dir is not None and self.path(k).is_file():
+                self.states[e] = load_checkpoint(self.path(k))["model"]
+
+    def on_epoch_end(self, trainer: "Trainer", **kwargs: Any) -> None:
+        if trainer.epoch not in self.epochs:
+            return
+        k = self.epochs.index(trainer.epoch) + 1
+        ck = trainer.best_checkpoint()
+        # a copy: on the CPU .detach().cpu() shares storage with the weights still training
+        ck.update(kind="snapshot", snapshot=k, monitor=None, value=None,
+                  model={n: v.clone() for n, v in ck["model"].items()})
+        self.states[trainer.epoch] = ck["model"]
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.path(k), checkpoint_bytes(ck))
 
 
 class HistoryLogger(Callback):

@@ -35,11 +35,11 @@ from ..data.augment import Augment, parse_augment
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..models import create_model, is_conv
 from ._callbacks import (Callback, Checkpoint, EarlyStopping, HistoryLogger, Progress,
-                         TensorBoardLogger, TqdmProgress, overridden_hooks)
+                         Snapshots, TensorBoardLogger, TqdmProgress, overridden_hooks)
 from .._io import atomic_write_text
 from ._checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, model_spec,
                           steps_csv)
-from ._optim import make_optimizer, make_scheduler
+from ._optim import cycle_ends, make_optimizer, make_scheduler
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
 __all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "check_options_used",
@@ -131,6 +131,8 @@ class FitResult:
     start_loss: float | None = None
     #: the per-step training loss and learning rate (STEP_COLUMNS; means over windows of steps)
     steps: list[dict[str, float]] = field(default_factory=list)
+    #: with ``config.snapshots``: the weights (CPU state dicts) at the end of each cosine cycle
+    snapshots: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
 
 def build_model(cfg: ExperimentConfig, data: DataBundle) -> nn.Module:
@@ -177,11 +179,33 @@ def check_options_used(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{name}: {value:g} would change nothing with "
                               f"{_flag(other, setting)}; only {using} uses it. Give {using}, "
                               f"or leave {_flag(name)} out.")
+    check_snapshots(cfg)
     strength = cfg.augment_strength
     if strength != defaults["augment_strength"] and parse_augment(cfg.augment).is_identity:
         raise ConfigError(f"augment_strength: {strength:g} would change nothing with "
                           f"--augment {cfg.augment} (no augmentation to scale). Give --augment "
                           "light, standard or strong, or leave --augment-strength out.")
+
+
+def check_snapshots(cfg: ExperimentConfig) -> None:
+    """Refuse ``snapshots`` the schedule cannot give: fewer than 2 cycles, another schedule,
+    early stopping (it would cut the cycles short), fewer epochs than cycles."""
+    if not cfg.snapshots:
+        return
+    fix = "give --snapshots 2 or more with --schedule cosine, or leave --snapshots out"
+    if cfg.snapshots < 2:
+        raise ConfigError(f"snapshots: {cfg.snapshots} cycle is one cosine schedule and no "
+                          f"ensemble; {fix}.")
+    if cfg.schedule != "cosine":
+        raise ConfigError(f"snapshots: {cfg.snapshots} cosine cycles replace the schedule, "
+                          f"and --schedule {cfg.schedule} was asked for; {fix}.")
+    if cfg.early_stopping:
+        raise ConfigError(f"snapshots: early stopping would cut the {cfg.snapshots} cycles "
+                          "short (each ends at a learning rate of 0); drop --early-stopping.")
+    if cfg.epochs is not None and cfg.epochs < cfg.snapshots:
+        raise ConfigError(f"snapshots: {cfg.snapshots} cycles need at least as many epochs "
+                          f"(--epochs is {cfg.epochs}); give --epochs {cfg.snapshots} or "
+                          "more, or fewer snapshots.")
 
 
 def preflight(cfg: ExperimentConfig, data: DataBundle) -> None:
@@ -257,6 +281,11 @@ class Trainer:
         # the user's callbacks see each epoch before it is checkpointed (a stop they ask for,
         # or an exception they raise, is in / keeps out of last.pt)
         self.callbacks: list[Callback] = [self.early, *callbacks]
+        check_snapshots(cfg)
+        self.snapshots = Snapshots(cycle_ends(int(cfg.epochs), cfg.snapshots), run_dir) \
+            if cfg.snapshots else None
+        if self.snapshots is not None:
+            self.callbacks.append(self.snapshots)
         if cfg.tensorboard and run_dir is not None:
             self.callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
         if run_dir is not None:
@@ -531,7 +560,10 @@ class Trainer:
                          precision=self.precision, best_epoch=self.early.best_epoch,
                          stop_reason=self.stop_reason, seconds=time.perf_counter() - t_start,
                          resumed_from_epoch=self.resumed_from, device=str(self.device),
-                         start_loss=self.start_loss, steps=self.steps_log)
+                         start_loss=self.start_loss, steps=self.steps_log,
+                         snapshots=[] if self.snapshots is None else
+                         [self.snapshots.states[e] for e in self.snapshots.epochs
+                          if e in self.snapshots.states])
 
 
 @torch.no_grad()

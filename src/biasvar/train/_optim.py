@@ -18,7 +18,8 @@ from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..registry import Registry
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "param_groups"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "param_groups",
+           "cycle_ends"]
 
 OptimizerBuilder = Callable[[list[dict], ExperimentConfig], torch.optim.Optimizer]
 ScheduleBuilder = Callable[[torch.optim.Optimizer, ExperimentConfig, int, int], Any]
@@ -61,11 +62,32 @@ def _step(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: int,
     return _per_step(optimizer, lambda s: gamma ** ((s // steps_per_epoch) // every))
 
 
+def cycle_ends(epochs: int, snapshots: int) -> list[int]:
+    """The epochs (1-based) that end each of ``snapshots`` cosine cycles over ``epochs`` epochs:
+    ``round(k · epochs / snapshots)``, k = 1 … snapshots (cycles differ by at most one epoch).
+
+    >>> cycle_ends(10, 5), cycle_ends(7, 3)
+    ([2, 4, 6, 8, 10], [2, 5, 7])
+    """
+    return [int(math.floor(k * epochs / snapshots + 0.5)) for k in range(1, snapshots + 1)]
+
+
 @SCHEDULES.register("cosine")
 def _cosine(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, total: int,
             steps_per_epoch: int) -> Any:
-    """Cosine decay from ``lr`` to 0 over the whole fit."""
-    return _per_step(optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+    """Cosine decay from ``lr`` to 0 over the whole fit; with ``cfg.snapshots`` = M, over each of
+    M cycles (:func:`cycle_ends`), restarting at ``lr`` (Huang et al. 2017, eq. 2)."""
+    if not cfg.snapshots:
+        return _per_step(optimizer,
+                         lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+    bounds = [0] + [e * steps_per_epoch for e in cycle_ends(int(cfg.epochs), cfg.snapshots)]
+
+    def factor(s: int) -> float:
+        c = next((i for i in range(len(bounds) - 1) if s < bounds[i + 1]), len(bounds) - 2)
+        start, end = bounds[c], bounds[c + 1]
+        return 0.5 * (1.0 + math.cos(math.pi * min(s - start, end - start) / (end - start)))
+
+    return _per_step(optimizer, factor)
 
 
 @SCHEDULES.register("onecycle")
