@@ -209,3 +209,19 @@ def test_few_shot_rows_and_adaptation(train_run):
     assert fs["after"]["error"] < fs["before"]["error"]
     assert "few_shot" not in r.doc["rows"][0]  # not on the clean set
     assert "few-shot" in str(r)
+
+
+def test_corruptions_none_adapts_to_the_test_set_itself(train_run, capsys):
+    """--corruptions none scores the test set as it is; --adabn and --few-shot then adapt to it
+    (a user's own test set that is itself the shifted one, as the verdict's shift remedy
+    suggests)."""
+    code = cli.main(["shift", str(train_run), "--corruptions", "none", "--adabn",
+                     "--few-shot", "3", "--device", "cpu", "--out", str(train_run / "own"),
+                     "--no-progress"])
+    assert code == 0
+    doc = json.loads((train_run / "own" / "shift.json").read_text())
+    assert doc["corruptions"] == [] and [r["corruption"] for r in doc["rows"]] == ["none"]
+    row = doc["rows"][0]
+    assert "adabn" in row and row["few_shot"]["labelled"] == 30
+    assert doc["device"] == "cpu"
+    assert (train_run / "own" / "report.html").is_file()

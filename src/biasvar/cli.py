@@ -534,7 +534,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--corruptions", default=None, metavar="A,B",
                    help="which (default: all): gaussian_noise, blur, contrast, brightness, "
-                   "rotation, translation, occlusion")
+                   "rotation, translation, occlusion; none: only the test set as it is (with "
+                   "--adabn / --few-shot: adapt to a test set that is itself shifted)")
     p.add_argument("--severities", default=None, metavar="1,2,3,4,5",
                    help="which severities, 1 (mild) to 5 (severe) (default: all five)")
     p.add_argument("--adabn", action="store_true",

@@ -125,6 +125,10 @@ class RemedyInfo:
             return "`biasvar curve learning`"
         if self.name == "ensemble":
             return "`biasvar decompose`"
+        if self.name == "transfer":
+            return "`biasvar finetune --weights FILE|RUN_DIR`"
+        if self.name == "distribution_shift":
+            return "`biasvar shift RUN_DIR --adabn`"
         if self.knob is None:
             return None
         knob = KNOBS.get(self.knob)
@@ -157,5 +161,9 @@ for _r in (
                "more varied images"),
     RemedyInfo("more_data", "variance", None, "more data lowers variance"),
     RemedyInfo("ensemble", "variance", None, "averaging models cancels variance"),
+    RemedyInfo("transfer", "variance", None, "features learned on a larger, related dataset "
+               "leave fewer weights to fit from a small training set"),
+    RemedyInfo("distribution_shift", "shift", None, "a test set drawn unlike the training "
+               "images errs more than the validation split, whatever the bias and variance"),
 ):
     REMEDIES.add(_r.name, _r)

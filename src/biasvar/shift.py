@@ -348,7 +348,9 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
         raise ConfigError("label_map: maps a --target dataset's classes; add --target or drop "
                           "--label-map.")
     # with a --target dataset and no --corruptions, only the target is scored
-    names = [] if target is not None and corruptions is None else \
+    # "none": only the test set as it is (with --adabn / --few-shot: a test set that is itself
+    # the shifted one, e.g. your own data's test folder)
+    names = [] if (target is not None and corruptions is None) or corruptions == "none" else \
         _parse(corruptions, tuple(CORRUPTIONS), "corruptions", str)
     sevs = _parse(severities, SEVERITIES, "severities", int)
     lmap = parse_label_map(label_map)
@@ -365,6 +367,7 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
     y = data.test.y.numpy()
     classes = list(data.classes)
     rows: list[dict[str, Any]] = []
+    clean_only = not names and tdata is None  # few-shot then adapts to the test set itself
 
     def add(corruption: str, severity: int, d: Any) -> None:
         yd = d.test.y.numpy()
@@ -373,7 +376,7 @@ def shift(run_dir: str | Path, *, corruptions: str | Sequence[str] | None = None
         if adabn:
             row["adabn"] = _score([adapt_batchnorm(m, d, device=dev) for m in models], d, yd,
                                   classes, seed, dev)
-        if few_shot and corruption != "none":
+        if few_shot and (corruption != "none" or clean_only):
             lab, rest = few_shot_rows(yd, few_shot, seed)
             held = replace(d, test=d.test.subset(rest))
             lr = float(cfg.lr or 1e-3) * 0.1
@@ -423,7 +426,8 @@ def _summary(doc: dict[str, Any], out: Path, page: Path | None) -> list[str]:
     lines = [f"shift: {what} test error under each corruption, severity "
              f"{', '.join(map(str, doc['severities']))} (clean: {100 * clean[key]:.2f}%)"
              if doc["corruptions"] else
-             f"shift: {what} test error (its own test set: {100 * clean[key]:.2f}%)"
+             f"shift: {what} test error (its own test set: {100 * clean[key]:.2f}%"
+             + (f" [{100 * clean['adabn'][key]:.2f}%]" if doc["adabn"] else "") + ")"
              + ("; after AdaBN in brackets" if doc["adabn"] else "")]
     for note in doc.get("notes") or []:
         lines.append(f"  note: {note}")

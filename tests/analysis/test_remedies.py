@@ -341,3 +341,61 @@ def test_rank_reads_the_facts_and_remedies_wraps_it():
     f = Facts.of(r, Thresholds())
     assert f.label == "high_bias" and f.avoidable == pytest.approx(0.09 - TARGET)
     assert rank(f) == remedies(r)
+
+
+# -- transfer learning and distribution shift --------------------------------------------------
+
+def _sized(train: float, val_error: float, n_train: int, **splits) -> Results:
+    return Results.from_dict({"reference": {"train": {"error": train, "n": n_train},
+                                            "val": {"error": val_error,
+                                                    **splits.get("val", {})},
+                                            **({"test": splits["test"]} if "test" in splits
+                                               else {})},
+                              "target_error": {"value": TARGET, "source": "test"}})
+
+
+@pytest.mark.parametrize("n, offered", [(500, True), (10_000, True), (10_001, False)])
+def test_transfer_is_offered_against_variance_on_small_data(n, offered):
+    rs = remedies(_sized(0.01, 0.12, n))          # gap 11 points: high variance
+    names = [r.name for r in rs]
+    assert ("transfer" in names) is offered
+    if offered:
+        t = rs[names.index("transfer")]
+        assert t.addresses == "variance" and f"--sizes {n}" in t.action
+        assert "biasvar finetune --weights" in t.action
+        assert names.index("more_data") < names.index("transfer") < names.index("ensemble")
+
+
+def test_transfer_is_not_offered_without_high_variance():
+    rs = remedies(_sized(0.10, 0.105, 500))      # high bias, no gap
+    assert "transfer" not in [r.name for r in rs]
+
+
+def _z(pv: float, nv: int, pt: float, nt: int) -> float:
+    """The two-proportion z, written out independently of the module."""
+    return (pt - pv) / ((pv * (1 - pv) / nv + pt * (1 - pt) / nt) ** 0.5)
+
+
+@pytest.mark.parametrize("val, n_val, test, n_test", [
+    (0.10, 6000, 0.13, 10000),    # z ≈ 5.9: a shift
+    (0.10, 6000, 0.108, 10000),   # z ≈ 1.6: noise
+    (0.10, 300, 0.13, 300),       # z ≈ 1.1: a small validation split cannot tell
+    (0.13, 6000, 0.10, 10000),    # test better than validation: no shift flagged
+])
+def test_distribution_shift_is_flagged_when_test_exceeds_validation_beyond_noise(
+        val, n_val, test, n_test):
+    r = _sized(0.01, val, 50_000, val={"n": n_val}, test={"error": test, "n": n_test})
+    rs = remedies(r)
+    names = [x.name for x in rs]
+    z = _z(val, n_val, test, n_test)
+    assert ("distribution_shift" in names) is (z > 2.576)
+    if z > 2.576:
+        s = rs[names.index("distribution_shift")]
+        assert s.addresses == "shift" and "biasvar shift RUN_DIR" in s.action
+        assert f"z = {z:.1f}" in s.evidence and "(addresses" not in s.evidence
+        assert s.rank == len(rs)  # after the flagged side's remedies
+
+
+def test_no_shift_without_split_sizes():
+    r = _sized(0.01, 0.10, 50_000, test={"error": 0.2})
+    assert "distribution_shift" not in [x.name for x in remedies(r)]
