@@ -137,7 +137,7 @@ def test_ensemble_run_and_its_artifact(ens_run, capsys):
     top = wrong[np.argsort(-ens.max(1)[wrong], kind="stable")][:16]
     gallery = json.loads((out / "gallery.json").read_text())
     assert [g["index"] for g in gallery] == top.tolist() and len(top) > 0
-    section = page.split('id="gallery"')[1].split("</section>")[0]
+    section = page.split('id="mistakes"')[1].split("</section>")[0]
     assert section.count("<figure>") == len(gallery)
     assert [c.split("</b>")[0] for c in section.split('class="p">')[1:]] == \
         [data.classes[int(ens[i].argmax())] for i in top]

@@ -168,6 +168,7 @@ def _summary(doc: dict[str, Any], run_dir: Path, report: Path | None) -> list[st
              f"  gain, predicted by {pred}: error "
              f"{_fmt_term(p['gain_error'], 100, ' pts')}   CE {_fmt_term(p['gain_ce'], 1, '', 4)}",
              f"  {doc['agreement']}",
+             *[f"  note: {n}" for n in doc.get("notes") or []],
              *([f"  note: {SWA_NOTE}"] if doc["combine"] == WEIGHTS else []),
              f"  ensemble: {run_dir / ENSEMBLE_FILE}  (`biasvar evaluate {run_dir}`)"]
     if report is not None:
@@ -342,6 +343,13 @@ def ensemble(config: ExperimentConfig | None = None, *, members: int = 5, kind: 
     }
     if snap:
         doc["decomposition"]["sampling"] = doc["sampling"]
+        last, ens_err = measured["member_errors"][-1], measured["ensemble_error"]["value"]
+        if ens_err > last:
+            doc["notes"] = [
+                f"The ensemble errs more than the run's own final model ({100 * ens_err:.2f}% "
+                f"vs {100 * last:.2f}% for the last snapshot): the early cycles' snapshots are "
+                f"weaker. Lengthen the cycles (more --epochs per snapshot: {cfg.epochs} epochs "
+                f"over {members} cycles here) or take fewer snapshots."]
     from .train import most_confidently_wrong
 
     ens_lp = combined if combined is not None else combine_log_probs(lp_mem, combine)

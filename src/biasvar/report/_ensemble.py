@@ -125,10 +125,13 @@ def _page(doc: Mapping[str, Any], gallery: Any = None) -> str:
         _card("mean member", _e(pct(m["member_error"]["value"], 2)), "test error"),
         _card("ensemble", _e(pct(m["ensemble_error"]["value"], 2)),
               f"{k} {_e(doc['kind'])} members, {_e(how)}"),
+        *([_card("last snapshot", _e(pct(m["member_errors"][-1], 2)),
+                 "the run's own final model")] if doc["kind"] == "snapshot" else []),
         _card("measured gain", _e(_pts(m["gain_error"])), _e(meas)),
         _card("predicted gain", _e(_pts(p["gain_error"])), f"from {_e(pred)}"),
     ])
     answer = (f'<div class="cards">{cards}</div>\n<p>{_e(doc["agreement"])}.</p>'
+              + "".join(f"\n<p>{_e(n)}</p>" for n in doc.get("notes") or [])
               + (f'\n<p class="muted">{_e(SWA_NOTE)}.</p>' if swa else ""))
     rows = []
     for name, key, scale in (("test error (%)", "error", 100.0),
@@ -177,7 +180,7 @@ def _page(doc: Mapping[str, Any], gallery: Any = None) -> str:
                   + (", other bootstrap samples" if doc["kind"] == "bagging" else "") + ")")
                  + f". Intervals: 95 % over the {doc['n_test']} test points (a paired "
                  "bootstrap); they do not cover other draws of the models."),
-        *([_section("gallery", "Most confidently wrong test images",
+        *([_section("mistakes", "Most confidently wrong test images",
                     f'<div class="gallery">{"".join(cards)}</div>',
                     "The ensemble's: " + GALLERY_INTRO)] if cards else []),
         _section("members", "Members", members,
