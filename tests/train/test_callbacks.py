@@ -329,3 +329,32 @@ def test_schedules_are_built_from_the_registry():
     one = _lrs("onecycle")
     assert 0.95 < max(one) <= 1.0 and one[0] < 0.1 and one[-1] < 0.01  # warm up, anneal
 
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_times_bf16_only_where_it_is_native(monkeypatch, native):
+    """Emulated bf16 is never timed (it cost seconds of probing for a choice it never wins);
+    with native bf16 both precisions are timed, each with and without channels_last."""
+    from biasvar.config import resolve
+    from biasvar.data import load_data
+    from biasvar.train import _runtime
+
+    monkeypatch.setattr(_runtime, "native_bf16", lambda device: native)
+    monkeypatch.setattr(_runtime, "_PRECISION_CACHE", {})
+    timed = []
+    monkeypatch.setattr(_runtime, "_time_steps",
+                        lambda m, x, y, d, p, cl, **k: timed.append((p, cl)) or 1.0)
+    cfg = resolve(ExperimentConfig(dataset="digits", model="cnn", batch_size=32))
+    data = load_data(cfg)
+    out = train.choose_precision(cfg, train.build_model(cfg, data), data.input_shape,
+                                 data.num_classes, torch.device("cpu"), conv=True)
+    assert sorted(timed) == sorted([("fp32", False), ("fp32", True)]
+                                   + ([("bf16", False), ("bf16", True)] if native else []))
+    assert out["precision"] == "fp32" and ("bf16" in out) is (not native)
+    # an explicit --precision bf16 is honoured either way
+    timed.clear()
+    cfg16 = resolve(ExperimentConfig(dataset="digits", model="cnn", precision="bf16",
+                                     channels_last="off"))
+    assert train.choose_precision(cfg16, train.build_model(cfg16, data), data.input_shape,
+                                  data.num_classes, torch.device("cpu"),
+                                  conv=True)["precision"] == "bf16"

@@ -108,6 +108,13 @@ def ended_diverged(start: float, losses: Sequence[float], num_classes: int, *,
     return None
 
 
+#: Images per inference batch. On the CPU, larger batches cost more than they save: a batch's
+#: activations above glibc's 32 MB mmap ceiling are mapped and zeroed afresh on every call
+#: (measured here: the 225k-parameter benchmark CNN scores 10,000 images in 2.4 s at 1024 with
+#: 2.5 s of system time, in 1.0 s at 256 with 0.06 s); 256 keeps a 32-channel 28×28 layer at
+#: 22 MB. GPUs take bigger batches.
+EVAL_BATCH = {"cpu": 256, "cuda": 1024}
+
 #: about this many points of the per-step training loss are kept per fit (steps.csv)
 STEP_POINTS = 300
 
@@ -568,7 +575,7 @@ class Trainer:
 
 @torch.no_grad()
 def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
-                      shift: torch.Tensor, device: torch.device, *, batch_size: int = 1024,
+                      shift: torch.Tensor, device: torch.device, *, batch_size: int | None = None,
                       channels_last: bool = False, workers: int | None = None,
                       loader: BatchLoader | None = None) -> torch.Tensor:
     """fp32 log-probabilities (N, K) of uint8 images (N, C, H, W), in eval mode, on ``device``.
@@ -576,7 +583,10 @@ def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
     ``x`` is a tensor or streamed images (decoded by ``loader``, else by ``workers`` DataLoader
     processes started for this call; default :func:`~biasvar.data._stream.loader_workers`).
     Inference runs in fp32 (never bf16): the decomposition's variance terms are sensitive to
-    rounding of the log-probabilities."""
+    rounding of the log-probabilities. ``batch_size`` defaults to :data:`EVAL_BATCH` for the
+    device."""
+    if batch_size is None:
+        batch_size = EVAL_BATCH["cuda" if device.type == "cuda" else "cpu"]
     was_training = model.training
     model.eval()
     out = []
