@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow setup system-deps bench clean
+.PHONY: run test test-slow setup system-deps bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,9 +32,17 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q
 
+# make bench: every speed figure beside its baseline and goal (bench/bench.py; the peer stack,
+# skorch + mlxtend, from the `bench` extra), then streaming from disk; results in bench/results/.
+# make bench-smoke: the same at toy size (CI: that the benchmarks run, not their figures).
 bench: setup system-deps
-	$(BIN)/python bench/bench_train.py
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	TQDM_DISABLE=1 $(BIN)/python bench/bench.py
 	TQDM_DISABLE=1 $(BIN)/python bench/bench_stream.py
+
+bench-smoke: setup system-deps
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	TQDM_DISABLE=1 $(BIN)/python bench/bench.py --smoke
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -278,3 +278,28 @@ def test_process_executor_threads_default_divides_the_cores():
     ex = ProcessExecutor(workers=2)
     assert ex.threads == max(1, (os.cpu_count() or 1) // 2)
     assert ProcessExecutor(workers=3, threads=1).threads == 1
+
+
+def test_a_fit_on_part_of_the_rows_skips_per_epoch_validation(digits, tmp_path, one_thread):
+    """A resampled fit's per-epoch validation pass is skipped (nothing reads it) and changes
+    nothing else: the same weights and test predictions as a fit that validates every epoch;
+    a whole-set fit (a possible reference) and an early-stopping fit keep it."""
+    from biasvar import fit
+    from biasvar.analysis.jobs import run_job
+    from biasvar.train import load_checkpoint
+
+    rows = np.arange(0, 600, 2)
+    part = FitJob(_cfg(epochs=2), 0, rows)
+    res = run_job(part, digits, tmp_path / "part")
+    assert [h["val_loss"] for h in res.history] == [None, None]
+    assert (tmp_path / "part" / "history.csv").read_text().splitlines()[1].split(",")[3] == ""
+    validated = fit(_cfg(epochs=2), digits, train_indices=rows, progress=False)
+    assert all(h["val_loss"] is not None for h in validated.history)
+    weights = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    for k, v in validated.model.state_dict().items():
+        assert torch.equal(weights[k], v), k
+    whole = run_job(FitJob(_cfg(epochs=2), 0), digits, tmp_path / "whole")
+    assert all(h["val_loss"] is not None for h in whole.history)
+    early = run_job(FitJob(_cfg(epochs=2, early_stopping=True), 0, rows), digits,
+                    tmp_path / "early")
+    assert all(h["val_loss"] is not None for h in early.history)

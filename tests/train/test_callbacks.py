@@ -15,7 +15,7 @@ import biasvar.train as train
 from biasvar import ExperimentConfig, fit, load_data
 from biasvar.errors import ConfigError, TrainingDiverged
 from biasvar.train import (HISTORY_COLUMNS, HOOKS, OPTIMIZERS, SCHEDULES, Callback, Checkpoint,
-                           EarlyStopping, HistoryLogger, Progress, TensorBoardLogger,
+                           EarlyStopping, HistoryLogger, Progress, Snapshots, TensorBoardLogger,
                            TqdmProgress, load_checkpoint, predict)
 
 # tiny and fast: a narrow CNN on 8x8 digits, one thread, no precision timing
@@ -135,8 +135,20 @@ def _check_tqdm(cb, res, data, tmp_path):
     assert f"{steps}/{steps}" in cb.kwargs["file"].getvalue()
 
 
+def _check_snapshots(cb, res, data, tmp_path):
+    # the weights after epochs 1 and 2, in memory and on disk; epoch 2's are the final model
+    s1 = load_checkpoint(tmp_path / "snap" / "snapshot-1.pt")
+    s2 = load_checkpoint(tmp_path / "snap" / "snapshot-2.pt")
+    assert (s1["kind"], s1["snapshot"], s1["epoch"]) == ("snapshot", 1, 1)
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(s2["model"][k], v) and torch.equal(cb.states[2][k], v), k
+        assert torch.equal(cb.states[1][k], s1["model"][k]), k
+    assert any(not torch.equal(s1["model"][k], s2["model"][k]) for k in s1["model"])
+
+
 CASES = {
     Callback: (lambda tmp: Callback(), _check_base),
+    Snapshots: (lambda tmp: Snapshots([1, 2], tmp / "snap"), _check_snapshots),
     EarlyStopping: (lambda tmp: EarlyStopping("val_loss", patience=1), _check_early_stopping),
     Checkpoint: (lambda tmp: Checkpoint(tmp / "ck"), _check_checkpoint),
     HistoryLogger: (lambda tmp: HistoryLogger(tmp / "h.csv"), _check_history),

@@ -131,8 +131,14 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
         else:
             (job_dir / "last.pt").unlink()
     t0 = time.perf_counter()
+    # A fit on a part of the training rows (a resampled model, a learning-curve point) is read
+    # by its final scores only: its per-epoch validation pass is skipped unless early stopping
+    # or a callback (tune's pruning) reads it. Whole-set fits, which may serve as a run's
+    # reference (its history plotted), keep it. Either way the weights are the same.
+    validate = job.train_indices is None or job.config.early_stopping or bool(callbacks)
     res = fit(job.config, data, seed=job.seed, train_indices=job.train_indices, run_dir=job_dir,
-              resume=resume, progress=progress, desc=job.tag or job.key, callbacks=callbacks)
+              resume=resume, progress=progress, desc=job.tag or job.key, callbacks=callbacks,
+              validate=validate)
     # train error on the rows this model was trained on (eval mode, no augmentation)
     rows = None if job.train_indices is None else np.unique(job.train_indices)
     scored = data if rows is None or job.score_train else replace(

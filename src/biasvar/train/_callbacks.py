@@ -117,6 +117,9 @@ class EarlyStopping(Callback):
         return value > self.best_value + self.min_delta
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict, **kwargs: Any) -> None:
+        if logs[self.monitor] is None:  # a fit without per-epoch validation: nothing to judge
+            self.improved = False
+            return
         value = float(logs[self.monitor])
         self.improved = self._better(value)
         if self.improved:
@@ -276,7 +279,8 @@ class Progress(Callback):
             self._pending = 0
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict, **kwargs: Any) -> None:
-        self._target().postfix({"loss": logs["train_loss"], "val_acc": logs["val_accuracy"]})
+        shown = {"loss": logs["train_loss"], "val_acc": logs["val_accuracy"]}
+        self._target().postfix({k: v for k, v in shown.items() if v is not None})
 
     def on_fit_end(self, trainer: "Trainer", **kwargs: Any) -> None:
         self._target().close()

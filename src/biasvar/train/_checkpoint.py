@@ -67,7 +67,8 @@ def history_csv(history: list[dict[str, float]]) -> str:
     """``history.csv``'s text: one row per epoch, the columns HISTORY_COLUMNS."""
     lines = [",".join(HISTORY_COLUMNS)]
     for row in history:
-        lines.append(",".join(repr(int(row[c])) if c == "epoch" else f"{row[c]:.8g}"
+        lines.append(",".join(repr(int(row[c])) if c == "epoch" else
+                              "" if row[c] is None else f"{row[c]:.8g}"   # not validated
                               for c in HISTORY_COLUMNS))
     return "\n".join(lines) + "\n"
 

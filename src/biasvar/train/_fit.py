@@ -245,8 +245,13 @@ class Trainer:
 
     def __init__(self, cfg: ExperimentConfig, data: DataBundle, *, seed: int,
                  train_indices: np.ndarray | None, run_dir: Path | None,
-                 callbacks: Sequence[Callback], progress: Progress | None, desc: str):
+                 callbacks: Sequence[Callback], progress: Progress | None, desc: str,
+                 validate: bool = True):
         self.cfg, self.data, self.seed = cfg, data, seed
+        if not validate and cfg.early_stopping:
+            raise ConfigError("validate: early stopping reads the validation loss of every "
+                              "epoch; it cannot be skipped.")
+        self.validate = validate
         self.run_dir = run_dir
         self.desc = desc
         self.device = resolve_device(cfg.device)
@@ -543,7 +548,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 logs = self.train_one_epoch()
                 self._check_epoch(logs["train_loss"])
-                val = self.evaluate_split(self.data.val.x, self.data.val.y)
+                val = (self.evaluate_split(self.data.val.x, self.data.val.y) if self.validate
+                       else {"loss": None, "accuracy": None})
                 self.epoch += 1
                 logs = {"epoch": self.epoch, **logs, "val_loss": val["loss"],
                         "val_accuracy": val["accuracy"],
@@ -613,7 +619,8 @@ def predict_log_probs(model: nn.Module, x: torch.Tensor, scale: torch.Tensor,
 def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
         train_indices: np.ndarray | None = None, run_dir: str | Path | None = None,
         resume: bool | str | Path = False, callbacks: Sequence[Callback] = (),
-        progress: Progress | bool = True, desc: str | None = None) -> FitResult:
+        progress: Progress | bool = True, desc: str | None = None,
+        validate: bool = True) -> FitResult:
     """Train ``config.model`` on ``data.train`` (or the rows ``train_indices`` of it).
 
     ``seed`` overrides ``config.seed``. With ``run_dir``, ``last.pt`` (every epoch), ``best.pt``
@@ -622,7 +629,9 @@ def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
     ``run_dir/last.pt`` (or give a path). ``callbacks``: :class:`Callback` objects called through
     the loop's hooks (one can stop the fit: see :class:`Callback`). ``progress``: True for a tqdm
     bar, False for none, a :class:`Progress` callback, or any object with its
-    ``start``/``update``/``postfix``/``close`` methods.
+    ``start``/``update``/``postfix``/``close`` methods. ``validate=False`` skips the validation
+    pass after each epoch (the history's ``val_loss``/``val_accuracy`` are None; the weights
+    are the same): for fits whose per-epoch validation nothing reads. Not with early stopping.
 
     >>> from biasvar import ExperimentConfig, load_data, fit
     >>> cfg = ExperimentConfig(dataset="digits", epochs=2)
@@ -644,7 +653,7 @@ def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
         progress = Progress(reporter=progress)
     trainer = Trainer(cfg, data, seed=cfg.seed, train_indices=train_indices, run_dir=run_dir,
                       callbacks=callbacks, progress=progress,
-                      desc=desc or f"{cfg.model} on {data.name}")
+                      desc=desc or f"{cfg.model} on {data.name}", validate=validate)
     if resume:
         path = Path(resume) if not isinstance(resume, bool) else (run_dir or Path(".")) / "last.pt"
         trainer.restore(path)

@@ -1,0 +1,394 @@
+"""``make bench``: each speed figure beside the baseline it is measured against, and its goal.
+
+Every figure is a ratio of two runs made by this process (or two processes it starts, for the
+whole-process figures), never bare seconds; the seconds are printed for reference and written
+with the ratios to ``bench/results/<date>.json``.
+
+Figures 1, 2 and 5 train Fashion-MNIST's default model (the cnn of ``biasvar train`` on it).
+
+1. loop       biasvar's training loop vs a hand-written in-memory loop at the same precision and
+              memory layout, same model, data, initial weights and batch order (goal >= 0.95x).
+2. pipeline   biasvar's default pipeline vs the textbook torchvision one (per-sample PIL
+              transforms in a DataLoader), same model and the same augmentation: a horizontal
+              flip and a random crop after 2 pixels of padding (goal >= 4x).
+3. peer       the same analysis as the peer stack: ``biasvar decompose`` (R bootstrap models) vs
+              skorch's NeuralNetClassifier inside mlxtend's ``bias_variance_decomp``, same
+              225k-parameter CNN (bench/peer_models.py), whole-process wall time (goal >= 2x).
+              Needs ``pip install -e '.[bench]'``; skipped with a message without it.
+4. rounds     an R-model decomposition vs R separate ``biasvar train`` runs of the same specs
+              (seed sampling), whole-process wall time (goal: the decomposition <= 1.05x).
+5. steps      achieved GFLOP/s of a training step (forward + backward, counted by
+              torch.utils.flop_counter) vs a large square matrix product timed here (the
+              ceiling), fp32 and, where the CPU runs it natively, bf16 (printed, no goal).
+
+    python bench/bench.py [--smoke] [--only loop,pipeline,...] [--images N] [--rounds R]
+
+``--smoke`` runs every figure at toy size (CI checks that the benchmarks run, not their
+figures).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIASVAR = [sys.executable, "-m", "biasvar.cli"]
+PEER_MODEL = "bench/peer_models.py:cnn"
+
+FIGURES = ("loop", "pipeline", "peer", "rounds", "steps")
+
+
+def _line(name: str, ratio: float | None, goal: str, detail: str) -> str:
+    r = "  n/a " if ratio is None else f"{ratio:5.2f}x"
+    return f"{name:<10} {r}  goal {goal:<8} {detail}"
+
+
+# -- 1. the training loop against a hand-written one ---------------------------------------------
+
+def _hand_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, perm: torch.Tensor, bs: int, scale: torch.Tensor,
+                shift: torch.Tensor, precision: str, channels_last: bool) -> None:
+    """The loop a PyTorch user writes: the same batches, normalised per batch, same autocast."""
+    model.train()
+    for s in range(len(perm) // bs):
+        idx = perm[s * bs:(s + 1) * bs]
+        xb = x[idx].float().mul_(scale).sub_(shift)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def fig_loop(data: Any, epochs: int, precisions: list[str]) -> list[dict[str, Any]]:
+    from biasvar import ExperimentConfig
+    from biasvar.config import resolve
+    from biasvar.train import Trainer
+    from biasvar.train._fit import _epoch_seed
+    from biasvar.train._runtime import seed_everything
+
+    rows = []
+    for p in precisions:
+        cfg = resolve(ExperimentConfig(dataset="fashion-mnist", model="cnn", batch_size=128,
+                                       epochs=epochs + 1, schedule="constant", precision=p,
+                                       channels_last="auto", lr=2e-3))
+        trainer = Trainer(cfg, data, seed=0, train_indices=None, run_dir=None, callbacks=[],
+                          progress=None, desc="bench")
+        cl = bool(trainer.precision["channels_last"])
+        seed_everything(0)
+        from biasvar.train import build_model
+
+        hand = build_model(cfg, data)
+        hand.load_state_dict(trainer.model.state_dict())   # the same initial weights
+        if cl:
+            hand = hand.to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(hand.parameters(), lr=cfg.lr)
+        x, y = data.train.x, data.train.y
+        t_bv, t_hand = [], []
+        for e in range(epochs + 1):            # epoch 0 warms both up; then alternate
+            t0 = time.perf_counter()
+            trainer.train_one_epoch()
+            trainer.epoch += 1
+            t1 = time.perf_counter()
+            perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(
+                _epoch_seed(0, e)))
+            torch.manual_seed(_epoch_seed(0, e))
+            _hand_epoch(hand, opt, x, y, perm, trainer.bs, trainer.scale, trainer.shift, p, cl)
+            t2 = time.perf_counter()
+            if e:
+                t_bv.append(t1 - t0)
+                t_hand.append(t2 - t1)
+        diff = max(float((a.float() - b.float()).abs().max()) for a, b in
+                   zip(trainer.model.state_dict().values(), hand.state_dict().values()))
+        bv, hd = float(np.median(t_bv)), float(np.median(t_hand))
+        rows.append({"figure": "loop", "model": f"cnn width {cfg.width} depth {cfg.depth}",
+                     "precision": p, "channels_last": cl,
+                     "biasvar_s_per_epoch": bv, "hand_s_per_epoch": hd, "ratio": hd / bv,
+                     "goal": 0.95, "max_weight_difference": diff, "images": len(y)})
+    return rows
+
+
+# -- 2. the default pipeline against the textbook torchvision one -------------------------------
+
+def fig_pipeline(data: Any, epochs: int) -> dict[str, Any]:
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from biasvar import ExperimentConfig
+    from biasvar.config import resolve
+    from biasvar.models import create_model
+    from biasvar.train import Trainer
+
+    x_u8, y = data.train.x[:, 0].numpy(), data.train.y.numpy()
+    mean, std = float(data.mean[0]), float(data.std[0])
+    tf = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.RandomCrop(28, padding=2),
+                             transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+
+    class DS(Dataset):
+        def __len__(self) -> int:
+            return len(y)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return tf(Image.fromarray(x_u8[i], mode="L")), int(y[i])
+
+    cfg = resolve(ExperimentConfig(dataset="fashion-mnist", model="cnn", batch_size=128,
+                                   epochs=epochs + 1, schedule="constant",
+                                   augment="hflip=0.5,crop_padding=2", lr=2e-3))
+    torch.manual_seed(0)
+    model = create_model("cnn", num_classes=10, in_shape=(1, 28, 28), width=cfg.width,
+                         depth=cfg.depth)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loader = DataLoader(DS(), batch_size=128, shuffle=True, drop_last=True)
+    times = []
+    for e in range(epochs + 1):
+        t0 = time.perf_counter()
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if e:
+            times.append(time.perf_counter() - t0)
+    textbook = float(np.median(times))
+    trainer = Trainer(cfg, data, seed=0, train_indices=None, run_dir=None, callbacks=[],
+                      progress=None, desc="bench")
+    times = []
+    for e in range(epochs + 1):
+        t0 = time.perf_counter()
+        trainer.train_one_epoch()
+        trainer.epoch += 1
+        if e:
+            times.append(time.perf_counter() - t0)
+    ours = float(np.median(times))
+    return {"figure": "pipeline", "model": f"cnn width {cfg.width} depth {cfg.depth}", "textbook_s_per_epoch": textbook, "biasvar_s_per_epoch": ours,
+            "ratio": textbook / ours, "goal": 4.0, "images": len(y),
+            "biasvar_precision": trainer.precision["precision"],
+            "biasvar_channels_last": bool(trainer.precision["channels_last"])}
+
+
+# -- 3 and 4: whole processes -------------------------------------------------------------------
+
+def _timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-2000:]}\n"
+                           f"{p.stderr[-2000:]}")
+    return dt, p.stdout
+
+
+def _analysis_flags(images: int, epochs: int) -> list[str]:
+    return ["--model", PEER_MODEL, "--epochs", str(epochs), "--lr", "1e-3", "--batch-size",
+            "128", "--train-subset", str(images), "--schedule", "constant", "--no-progress"]
+
+
+def fig_peer(images: int, rounds: int, epochs: int, tmp: Path) -> dict[str, Any]:
+    try:
+        import mlxtend  # noqa: F401
+        import skorch  # noqa: F401
+    except ImportError:
+        return {"figure": "peer", "skipped": "skorch and mlxtend are not installed: "
+                "pip install -e '.[bench]'"}
+    peer_s, peer_out = _timed([sys.executable, str(HERE / "peer_decompose.py"), "--train",
+                               str(images), "--rounds", str(rounds), "--epochs", str(epochs)],
+                              ROOT)
+    ours_s, ours_out = _timed([*BIASVAR, "decompose", *_analysis_flags(images, epochs),
+                               "--rounds", str(rounds), "--sampling", "bootstrap",
+                               "--out", str(tmp / "peer"), "--no-report"], ROOT)
+    res = json.loads((tmp / "peer" / "results.json").read_text())
+    zo = res["decomposition"]["zero_one"]
+    return {"figure": "peer", "peer_s": peer_s, "biasvar_s": ours_s, "ratio": peer_s / ours_s,
+            "goal": 2.0, "images": images, "rounds": rounds, "epochs": epochs,
+            "peer_output": peer_out.strip().splitlines()[-1],
+            "biasvar_zero_one": {k: zo[k]["value"] for k in ("loss", "bias", "net_variance")}}
+
+
+def fig_rounds(images: int, rounds: int, epochs: int, tmp: Path) -> dict[str, Any]:
+    flags = _analysis_flags(images, epochs)
+    ours_s, _ = _timed([*BIASVAR, "decompose", *flags, "--rounds", str(rounds), "--sampling",
+                        "seed", "--out", str(tmp / "rounds"), "--no-report"], ROOT)
+    sep = 0.0
+    for r in range(rounds):
+        dt, _ = _timed([*BIASVAR, "train", *flags, "--seed", str(r), "--out",
+                        str(tmp / f"train{r}"), "--no-report"], ROOT)
+        sep += dt
+    return {"figure": "rounds", "decompose_s": ours_s, "separate_trains_s": sep,
+            "ratio": ours_s / sep, "goal": 1.05, "rounds": rounds, "images": images}
+
+
+# -- 5. step efficiency ---------------------------------------------------------------------------
+
+def _gemm_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def fig_steps(precisions: list[str], batch: int = 128) -> list[dict[str, Any]]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from biasvar import ExperimentConfig
+    from biasvar.config import resolve
+    from biasvar.models import create_model
+
+    cfg = resolve(ExperimentConfig(dataset="fashion-mnist", model="cnn"))
+    rows = []
+    for p in precisions:
+        torch.manual_seed(0)
+        model = create_model("cnn", num_classes=10, in_shape=(1, 28, 28), width=cfg.width,
+                             depth=cfg.depth)
+        model = model.to(memory_format=torch.channels_last)
+        x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (batch,))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p == "bf16"):
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        with FlopCounterMode(display=False) as fc:
+            step()
+        flops = fc.get_total_flops()
+        for _ in range(2):
+            step()
+        t0 = time.perf_counter()
+        reps = 8
+        for _ in range(reps):
+            step()
+        achieved = flops * reps / (time.perf_counter() - t0) / 1e9
+        ceiling = _gemm_gflops(torch.float32 if p == "fp32" else torch.bfloat16)
+        rows.append({"figure": "steps", "precision": p, "step_gflops": achieved,
+                     "gemm_gflops": ceiling, "ratio": achieved / ceiling,
+                     "flops_per_step": flops, "batch": batch})
+    return rows
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="toy sizes: check that it runs")
+    ap.add_argument("--only", default=",".join(FIGURES), help="figures to run, comma-separated")
+    ap.add_argument("--images", type=int, default=None,
+                    help="training images (default 10000; smoke 600)")
+    ap.add_argument("--rounds", type=int, default=None, help="models of figures 3-4 (default 5)")
+    ap.add_argument("--out", default=str(HERE / "results"), help="folder of the JSON results")
+    a = ap.parse_args()
+    only = [f.strip() for f in a.only.split(",") if f.strip()]
+    unknown = sorted(set(only) - set(FIGURES))
+    if unknown:
+        ap.error(f"--only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    images = a.images or (600 if a.smoke else 10000)
+    rounds = a.rounds or (2 if a.smoke else 5)
+    epochs = 1 if a.smoke else 3
+
+    from biasvar import ExperimentConfig, load_data
+    from biasvar.train._runtime import native_bf16
+
+    precisions = ["fp32"] + (["bf16"] if native_bf16(torch.device("cpu")) else [])
+    data = load_data(ExperimentConfig(dataset="fashion-mnist", train_subset=images,
+                                      download=False))
+    print(f"biasvar benchmarks: {images} Fashion-MNIST training images, {torch.get_num_threads()} "
+          f"threads, torch {torch.__version__}; bf16 "
+          f"{'native' if len(precisions) > 1 else 'not native on this CPU (fp32 only)'}",
+          flush=True)
+    rows: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="biasvar-bench-"))
+    try:
+        for fig in only:
+            t0 = time.perf_counter()
+            if fig == "loop":
+                got = fig_loop(data, 1 if a.smoke else 3, precisions)
+                for r in got:
+                    print(_line("loop", r["ratio"], ">= 0.95x",
+                                f"{r['precision']}{' + channels_last' if r['channels_last'] else ''}:"
+                                f" hand loop {r['hand_s_per_epoch']:.2f} s/epoch, biasvar "
+                                f"{r['biasvar_s_per_epoch']:.2f} s/epoch (same batches; weights "
+                                f"differ by at most {r['max_weight_difference']:.1e})"), flush=True)
+            elif fig == "pipeline":
+                r = fig_pipeline(data, 1 if a.smoke else 2)
+                got = [r]
+                print(_line("pipeline", r["ratio"], ">= 4x",
+                            f"flip + crop: textbook torchvision {r['textbook_s_per_epoch']:.2f} "
+                            f"s/epoch, biasvar {r['biasvar_s_per_epoch']:.2f} s/epoch "
+                            f"({r['biasvar_precision']}"
+                            f"{' + channels_last' if r['biasvar_channels_last'] else ''})"),
+                      flush=True)
+            elif fig == "peer":
+                r = fig_peer(images, rounds, epochs, tmp)
+                got = [r]
+                if "skipped" in r:
+                    print(_line("peer", None, ">= 2x", "skipped: " + r["skipped"]), flush=True)
+                else:
+                    print(_line("peer", r["ratio"], ">= 2x",
+                                f"R={rounds} bootstrap, {epochs} epochs: skorch + mlxtend "
+                                f"{r['peer_s']:.1f} s, biasvar decompose {r['biasvar_s']:.1f} s "
+                                "(whole processes)"), flush=True)
+            elif fig == "rounds":
+                r = fig_rounds(images, rounds, epochs, tmp)
+                got = [r]
+                print(_line("rounds", r["ratio"], "<= 1.05x",
+                            f"decompose of R={rounds} seeds {r['decompose_s']:.1f} s vs {rounds} "
+                            f"separate train runs {r['separate_trains_s']:.1f} s"), flush=True)
+            else:
+                got = fig_steps(precisions)
+                for r in got:
+                    print(_line("steps", r["ratio"], "(none)",
+                                f"{r['precision']}: a training step runs at "
+                                f"{r['step_gflops']:.1f} GFLOP/s, a {2048}^2 matrix product at "
+                                f"{r['gemm_gflops']:.1f}"), flush=True)
+            for r in got:
+                r["seconds"] = round(time.perf_counter() - t0, 1)
+            rows += got
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d")
+    path = out / f"{stamp}{'-smoke' if a.smoke else ''}.json"
+    path.write_text(json.dumps({"date": _dt.datetime.now().isoformat(timespec="seconds"),
+                                "smoke": a.smoke, "images": images, "rounds": rounds,
+                                "threads": torch.get_num_threads(), "torch": torch.__version__,
+                                "cpu": _cpu(), "figures": rows}, indent=2) + "\n")
+    print(f"results: {path}")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
