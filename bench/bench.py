@@ -14,7 +14,9 @@ Figures 1, 2 and 5 train Fashion-MNIST's default model (the cnn of ``biasvar tra
 3. peer       the same analysis as the peer stack: ``biasvar decompose`` (R bootstrap models) vs
               skorch's NeuralNetClassifier inside mlxtend's ``bias_variance_decomp``, same
               225k-parameter CNN (bench/peer_models.py), whole-process wall time (goal >= 2x).
-              Needs ``pip install -e '.[bench]'``; skipped with a message without it.
+              Also ``biasvar curve learning`` vs scikit-learn's ``learning_curve`` over skorch
+              (figure peer_curve). Needs ``pip install -e '.[bench]'``; skipped with a message
+              without it.
 4. rounds     an R-model decomposition vs R separate ``biasvar train`` runs of the same specs
               (seed sampling), whole-process wall time (goal: the decomposition <= 1.05x).
 5. steps      achieved GFLOP/s of a training step (forward + backward, counted by
@@ -49,7 +51,7 @@ ROOT = HERE.parent
 BIASVAR = [sys.executable, "-m", "biasvar.cli"]
 PEER_MODEL = "bench/peer_models.py:cnn"
 
-FIGURES = ("loop", "pipeline", "peer", "rounds", "steps")
+FIGURES = ("loop", "pipeline", "peer", "peer_curve", "rounds", "steps")
 
 
 def _line(name: str, ratio: float | None, goal: str, detail: str) -> str:
@@ -223,6 +225,31 @@ def fig_peer(images: int, rounds: int, epochs: int, tmp: Path) -> dict[str, Any]
             "biasvar_zero_one": {k: zo[k]["value"] for k in ("loss", "bias", "net_variance")}}
 
 
+def fig_peer_curve(images: int, epochs: int, tmp: Path) -> dict[str, Any]:
+    """``biasvar curve learning`` vs scikit-learn's ``learning_curve`` over skorch, five sizes,
+    one seed / one split. biasvar holds the optimizer steps of every point at those of the
+    largest (a learning curve varies the data only), so it trains more: the ratio of steps is
+    printed beside the ratio of times."""
+    try:
+        import skorch  # noqa: F401
+    except ImportError:
+        return {"figure": "peer_curve", "skipped": "skorch is not installed: "
+                "pip install -e '.[bench]'"}
+    sizes = "0.1,0.325,0.55,0.775,1"
+    peer_s, peer_out = _timed([sys.executable, str(HERE / "peer_curve.py"), "--train",
+                               str(images), "--epochs", str(epochs), "--sizes", sizes], ROOT)
+    ours_s, _ = _timed([*BIASVAR, "curve", "learning", *_analysis_flags(images, epochs),
+                        "--sizes", sizes, "--seeds", "1", "--out", str(tmp / "curve"),
+                        "--no-report"], ROOT)
+    fracs = [float(f) for f in sizes.split(",")]
+    # steps: sklearn trains each size for `epochs` epochs; biasvar each for the largest's steps
+    peer_work, ours_work = sum(fracs), len(fracs) * max(fracs)
+    return {"figure": "peer_curve", "peer_s": peer_s, "biasvar_s": ours_s,
+            "ratio": peer_s / ours_s, "goal": 2.0, "images": images, "epochs": epochs,
+            "training_work_ratio": ours_work / peer_work,
+            "peer_output": peer_out.strip().splitlines()[-1]}
+
+
 def fig_rounds(images: int, rounds: int, epochs: int, tmp: Path) -> dict[str, Any]:
     flags = _analysis_flags(images, epochs)
     ours_s, _ = _timed([*BIASVAR, "decompose", *flags, "--rounds", str(rounds), "--sampling",
@@ -351,6 +378,18 @@ def main() -> None:
                                 f"R={rounds} bootstrap, {epochs} epochs: skorch + mlxtend "
                                 f"{r['peer_s']:.1f} s, biasvar decompose {r['biasvar_s']:.1f} s "
                                 "(whole processes)"), flush=True)
+            elif fig == "peer_curve":
+                r = fig_peer_curve(images, epochs, tmp)
+                got = [r]
+                if "skipped" in r:
+                    print(_line("curve", None, ">= 2x", "skipped: " + r["skipped"]), flush=True)
+                else:
+                    print(_line("curve", r["ratio"], ">= 2x",
+                                f"5 sizes, 1 seed: scikit-learn learning_curve over skorch "
+                                f"{r['peer_s']:.1f} s, biasvar curve learning {r['biasvar_s']:.1f}"
+                                f" s (whole processes; biasvar trains "
+                                f"{r['training_work_ratio']:.2f}x the steps: every size as "
+                                "many as the largest)"), flush=True)
             elif fig == "rounds":
                 r = fig_rounds(images, rounds, epochs, tmp)
                 got = [r]
