@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow setup system-deps bench bench-smoke clean
+.PHONY: run test test-slow setup system-deps bench bench-smoke mutants clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: setup system-deps
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	TQDM_DISABLE=1 $(BIN)/python bench/bench.py
 	TQDM_DISABLE=1 $(BIN)/python bench/bench_stream.py
+
+# make mutants: deliberate breakages of the analysis code that the tests must catch
+# (scripts/mutants.py; slow, not part of make test; CI runs the first few)
+mutants: setup system-deps
+	$(BIN)/python scripts/mutants.py
 
 bench-smoke: setup system-deps
 	$(BIN)/python -m pip install -q -e '.[bench]'

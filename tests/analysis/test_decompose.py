@@ -606,3 +606,30 @@ def test_load_predictions_rejects_non_npz_and_missing(tmp_path):
         load_predictions(npy)
     with pytest.raises(DataError, match=r"no file at"):
         load_predictions(tmp_path / "absent.npz")
+
+
+def _kl_variance(lp: np.ndarray) -> np.ndarray:
+    """mean_r KL(π̄ ‖ p_r) per point, with π̄ the normalised geometric mean, written out from the
+    definition (not through −log Z as the module computes it)."""
+    g = np.exp(lp.mean(axis=0))
+    pi = g / g.sum(-1, keepdims=True)
+    return np.mean(np.sum(pi[None] * (np.log(pi)[None] - lp), axis=-1), axis=0)
+
+
+@pytest.mark.parametrize("r", [2, 3, 5, 8])
+def test_cross_entropy_jackknife_is_the_leave_one_out_correction(r):
+    """variance_jackknife = R·v − (R−1)·mean_i v₋ᵢ, each v a mean KL computed here from its
+    definition on R and on R−1 models; and from R = 3 on it is not the plug-in scaled by
+    R/(R−1) (the two differ by far more than the tolerance)."""
+    lp32, labels = _random_models(r=r, m=200, k=5, seed=r, spread=1.5)
+    got = cross_entropy_pointwise(lp32, labels)["variance_jackknife"]
+    lp = _log_softmax(lp32.astype(np.float64))  # the stored fp32 values, renormalised
+    v = _kl_variance(lp)
+    loo = np.mean([_kl_variance(np.delete(lp, i, axis=0)) for i in range(r)], axis=0)
+    expect = r * v - (r - 1) * loo
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-10)
+    scaled = v * r / (r - 1)
+    if r == 2:  # one model left out has no variance: the two coincide, 2v − 0 = v·2/1
+        np.testing.assert_allclose(scaled, expect, atol=1e-12)
+    else:
+        assert np.max(np.abs(scaled - expect)) > 1e-4

@@ -64,8 +64,12 @@ def test_split_sampling_on_balanced_classes_keeps_every_class_in_every_model(dig
     assert np.array_equal(y[:20], np.tile(np.arange(10), 2))
     cfg = ExperimentConfig(**FAST, model="mlp")
     for rounds in (2, 5, 10):
-        for j in decomposition_jobs(cfg, data, rounds=rounds, sampling="split"):
+        jobs = decomposition_jobs(cfg, data, rounds=rounds, sampling="split")
+        for j in jobs:
             assert len(np.unique(y[j.train_indices])) == 10
+        # the models' training sets are the parts: disjoint, together every row once
+        rows_all = np.concatenate([j.train_indices for j in jobs])
+        assert np.array_equal(np.sort(rows_all), np.arange(len(y)))
 
 
 def test_learning_curve_points_take_the_full_size_fits_steps(digits):
