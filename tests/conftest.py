@@ -47,6 +47,19 @@ def require_component(available: bool, what: str, install: str) -> None:
     pytest.skip(msg)
 
 
+def require_module(name: str, install: str) -> object:
+    """``pytest.importorskip`` that fails under CI=true: the external checks these modules
+    give (torchmetrics' ECE, torchvision's transforms, TensorBoard's reader, Optuna) must not
+    vanish from CI silently when a package is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        require_component(False, f"the Python module {name} ({e})", install)
+        raise  # not reached: require_component skips or fails
+
+
 @pytest.fixture
 def fashion_available() -> None:
     require_component((FASHION_SYSTEM / "train-images-idx3-ubyte.gz").is_file(),

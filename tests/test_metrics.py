@@ -17,6 +17,7 @@ from biasvar.metrics import (
     precision_recall_f1,
     top_k_accuracy,
 )
+from tests.conftest import require_module
 
 M_KEYS = {"n", "accuracy", "error", "loss", "precision_macro", "recall_macro", "f1_macro",
           "precision_weighted", "recall_weighted", "f1_weighted", "ece", "confusion_matrix",
@@ -227,7 +228,7 @@ def test_ece_perfectly_calibrated_and_fully_wrong():
 
 @pytest.mark.parametrize("seed,k,temp", [(0, 10, 1.0), (1, 3, 3.0), (2, 7, 0.3)])
 def test_ece_matches_torchmetrics(seed, k, temp):
-    tm = pytest.importorskip("torchmetrics.classification")
+    tm = require_module("torchmetrics.classification", "pip install -e '.[test]'")
     rng = np.random.default_rng(seed)
     n = 1000
     y = rng.integers(0, k, size=n)

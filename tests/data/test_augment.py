@@ -10,6 +10,7 @@ import torch
 from biasvar.data.augment import PRESETS, Augment, _adjust_contrast, _affine, get_augment
 from biasvar.errors import ConfigError
 from biasvar.registry import Registry
+from tests.conftest import require_module
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -191,7 +192,7 @@ def _box(zero: torch.Tensor) -> tuple[int, int] | None:
 
 
 def test_erasing_rectangles_are_distributed_like_torchvision_random_erasing():
-    transforms = pytest.importorskip("torchvision.transforms")
+    transforms = require_module("torchvision.transforms", "pip install torchvision==0.29.1")
     n, H, W = 4000, 16, 16
     x = images(b=n, h=H, w=W) * 0.9 + 0.1
     ours = [_box(m) for m in (Augment(erasing=1.0)(x, gen(13))[:, 0] == 0)]
@@ -236,7 +237,8 @@ def test_brightness_is_one_factor_per_image_within_range():
 
 @pytest.mark.parametrize("c", [1, 3])
 def test_contrast_matches_torchvision(c):
-    tvf = pytest.importorskip("torchvision.transforms.v2.functional")
+    tvf = require_module("torchvision.transforms.v2.functional",
+                         "pip install torchvision==0.29.1")
     x = images(b=5, c=c, h=10, w=10)
     factors = torch.tensor([0.0, 0.5, 1.0, 1.3, 2.0])
     y = _adjust_contrast(x, factors)

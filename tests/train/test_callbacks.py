@@ -14,6 +14,7 @@ import torch
 import biasvar.train as train
 from biasvar import ExperimentConfig, fit, load_data
 from biasvar.errors import ConfigError, TrainingDiverged
+from tests.conftest import require_module
 from biasvar.train import (HISTORY_COLUMNS, HOOKS, OPTIMIZERS, SCHEDULES, Callback, Checkpoint,
                            EarlyStopping, HistoryLogger, Progress, Snapshots, TensorBoardLogger,
                            TqdmProgress, load_checkpoint, predict)
@@ -112,7 +113,8 @@ def _check_history(cb, res, data, tmp_path):
 
 
 def _check_tensorboard(cb, res, data, tmp_path):
-    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    ea = require_module("tensorboard.backend.event_processing.event_accumulator",
+                        "pip install tensorboard")
     acc = ea.EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     events = acc.Scalars("val/loss")

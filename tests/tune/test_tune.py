@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from biasvar import ExperimentConfig
-from tests.conftest import run_cli
+from tests.conftest import require_module, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
-optuna = pytest.importorskip("optuna")
+optuna = require_module("optuna", "pip install -e '.[test]'")
 from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
