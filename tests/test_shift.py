@@ -225,3 +225,16 @@ def test_corruptions_none_adapts_to_the_test_set_itself(train_run, capsys):
     assert "adabn" in row and row["few_shot"]["labelled"] == 30
     assert doc["device"] == "cpu"
     assert (train_run / "own" / "report.html").is_file()
+
+
+def test_each_severity_draws_its_own_noise():
+    """The corruption is seeded by (corruption, severity, seed): the noise patterns of two
+    severities, scaled to one size, are uncorrelated (one seed for every severity would make
+    them the same pattern, correlation 1)."""
+    x = torch.full((32, 1, 28, 28), 128, dtype=torch.uint8)   # mid-grey: no clipping
+    d3 = corrupt(x, "gaussian_noise", 3, seed=0).float() - 128
+    d4 = corrupt(x, "gaussian_noise", 4, seed=0).float() - 128
+    corr = torch.corrcoef(torch.stack([d3.flatten(), d4.flatten()]))[0, 1].item()
+    assert abs(corr) < 0.1, corr
+    again = corrupt(x, "gaussian_noise", 3, seed=0).float() - 128
+    assert torch.equal(again, d3)
