@@ -107,12 +107,17 @@ def test_bad_resume_loses_nothing(trained, tmp_path):
     assert _snapshot(trained) == before
 
 
-def test_nan_through_the_cli_keeps_checkpoint(tmp_path):
+def test_nan_in_the_first_epoch_is_one_clear_error_and_claims_no_checkpoint(tmp_path):
+    """Diverging in epoch 1 leaves no model to keep: the message says so, and no last.pt or
+    best.pt pretends otherwise (a divergence after a good epoch keeps its last.pt: see
+    tests/train/test_divergence.py)."""
     r = run_cli("train", *FAST, "--model", "mlp", "--no-batchnorm", "--optimizer", "sgd",
                 "--lr", "10", "--momentum", "0.99", "--schedule", "constant", "--epochs", "20",
                 "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "NaN or infinite" in r.stderr and "--lr 1" in r.stderr
+    assert "in epoch 1" in r.stderr and "nothing was saved" in r.stderr
+    assert not (tmp_path / "o" / "last.pt").exists() and not (tmp_path / "o" / "best.pt").exists()
 
 
 def test_datasets_and_models_listings():
