@@ -223,7 +223,7 @@ def _check(cfg: ExperimentConfig, members: int, kind: str, combine: str,
         check_snapshots(replace(cfg, snapshots=members))
 
 
-def _averaged(run_dir: Path, cfg: ExperimentConfig, data: Any, paths: list[Path],
+def _averaged(cfg: ExperimentConfig, data: Any, paths: list[Path],
               device: str) -> tuple[Any, np.ndarray]:
     """The model whose weights are the mean of the checkpoints ``paths`` (SWA), its batch-norm
     statistics re-estimated on the training images; and its (m, C) test log-probabilities."""
@@ -310,8 +310,7 @@ def ensemble(config: ExperimentConfig | None = None, *, members: int = 5, kind: 
                  "weights": f"fits/{j.key}/{which}"} for j in fresh_members]
     combined = None
     if combine == WEIGHTS:
-        swa, combined = _averaged(run_dir, cfg, data, [run_dir / f["weights"] for f in fits],
-                                  cfg.device)
+        swa, combined = _averaged(cfg, data, [run_dir / f["weights"] for f in fits], cfg.device)
         from .train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, model_spec
 
         atomic_write_bytes(run_dir / SWA_FILE, checkpoint_bytes({
