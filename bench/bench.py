@@ -59,6 +59,25 @@ def _line(name: str, ratio: float | None, goal: str, detail: str) -> str:
     return f"{name:<10} {r}  goal {goal:<8} {detail}"
 
 
+def _show(name: str, row: dict[str, Any], goal: str, detail: Any) -> None:
+    """Print a figure's line; ``detail(row)`` words it, unless the figure was skipped."""
+    if "skipped" in row:
+        print(_line(name, None, goal, "skipped: " + row["skipped"]), flush=True)
+    else:
+        print(_line(name, row["ratio"], goal, detail(row)), flush=True)
+
+
+def _peers_missing(figure: str) -> dict[str, Any] | None:
+    """The skipped row of a peer figure when skorch or mlxtend is not installed, else None."""
+    try:
+        import mlxtend  # noqa: F401
+        import skorch  # noqa: F401
+    except ImportError:
+        return {"figure": figure, "skipped": "skorch and mlxtend are not installed: "
+                "pip install -e '.[bench]'"}
+    return None
+
+
 # -- 1. the training loop against a hand-written one ---------------------------------------------
 
 def _hand_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
@@ -205,12 +224,9 @@ def _analysis_flags(images: int, epochs: int) -> list[str]:
 
 
 def fig_peer(images: int, rounds: int, epochs: int, tmp: Path) -> dict[str, Any]:
-    try:
-        import mlxtend  # noqa: F401
-        import skorch  # noqa: F401
-    except ImportError:
-        return {"figure": "peer", "skipped": "skorch and mlxtend are not installed: "
-                "pip install -e '.[bench]'"}
+    missing = _peers_missing("peer")
+    if missing:
+        return missing
     peer_s, peer_out = _timed([sys.executable, str(HERE / "peer_decompose.py"), "--train",
                                str(images), "--rounds", str(rounds), "--epochs", str(epochs)],
                               ROOT)
@@ -230,11 +246,9 @@ def fig_peer_curve(images: int, epochs: int, tmp: Path) -> dict[str, Any]:
     one seed / one split. biasvar holds the optimizer steps of every point at those of the
     largest (a learning curve varies the data only), so it trains more: the ratio of steps is
     printed beside the ratio of times."""
-    try:
-        import skorch  # noqa: F401
-    except ImportError:
-        return {"figure": "peer_curve", "skipped": "skorch is not installed: "
-                "pip install -e '.[bench]'"}
+    missing = _peers_missing("peer_curve")
+    if missing:
+        return missing
     sizes = "0.1,0.325,0.55,0.775,1"
     peer_s, peer_out = _timed([sys.executable, str(HERE / "peer_curve.py"), "--train",
                                str(images), "--epochs", str(epochs), "--sizes", sizes], ROOT)
@@ -371,25 +385,17 @@ def main() -> None:
             elif fig == "peer":
                 r = fig_peer(images, rounds, epochs, tmp)
                 got = [r]
-                if "skipped" in r:
-                    print(_line("peer", None, ">= 2x", "skipped: " + r["skipped"]), flush=True)
-                else:
-                    print(_line("peer", r["ratio"], ">= 2x",
-                                f"R={rounds} bootstrap, {epochs} epochs: skorch + mlxtend "
-                                f"{r['peer_s']:.1f} s, biasvar decompose {r['biasvar_s']:.1f} s "
-                                "(whole processes)"), flush=True)
+                _show("peer", r, ">= 2x", lambda r: (
+                    f"R={rounds} bootstrap, {epochs} epochs: skorch + mlxtend {r['peer_s']:.1f} "
+                    f"s, biasvar decompose {r['biasvar_s']:.1f} s (whole processes)"))
             elif fig == "peer_curve":
                 r = fig_peer_curve(images, epochs, tmp)
                 got = [r]
-                if "skipped" in r:
-                    print(_line("curve", None, ">= 2x", "skipped: " + r["skipped"]), flush=True)
-                else:
-                    print(_line("curve", r["ratio"], ">= 2x",
-                                f"5 sizes, 1 seed: scikit-learn learning_curve over skorch "
-                                f"{r['peer_s']:.1f} s, biasvar curve learning {r['biasvar_s']:.1f}"
-                                f" s (whole processes; biasvar trains "
-                                f"{r['training_work_ratio']:.2f}x the steps: every size as "
-                                "many as the largest)"), flush=True)
+                _show("curve", r, ">= 2x", lambda r: (
+                    f"5 sizes, 1 seed: scikit-learn learning_curve over skorch {r['peer_s']:.1f} "
+                    f"s, biasvar curve learning {r['biasvar_s']:.1f} s (whole processes; biasvar "
+                    f"trains {r['training_work_ratio']:.2f}x the steps: every size as many as "
+                    "the largest)"))
             elif fig == "rounds":
                 r = fig_rounds(images, rounds, epochs, tmp)
                 got = [r]
