@@ -109,18 +109,18 @@ def choose_precision(cfg: ExperimentConfig, model: nn.Module, in_shape: tuple[in
     fixed_cl = None if want_cl == "auto" else want_cl == "on"
     if not conv:
         fixed_cl = False
-    if want_p != "auto" and fixed_cl is not None:
-        return {"precision": want_p, "channels_last": fixed_cl, "timings_ms": {}, "auto": False}
-    if want_p == "auto" and not native_bf16(device):
+    emulated = want_p == "auto" and not native_bf16(device)
+    note = {"bf16": "not native on this CPU"} if emulated else {}
+    if emulated:
         want_p = "fp32"  # emulated bf16: measured 7-10× slower per step here, never chosen
-        if fixed_cl is not None:
-            return {"precision": "fp32", "channels_last": fixed_cl, "timings_ms": {},
-                    "auto": True, "bf16": "not native on this CPU"}
+    if want_p != "auto" and fixed_cl is not None:
+        return {"precision": want_p, "channels_last": fixed_cl, "timings_ms": {},
+                "auto": emulated, **note}
     bs = int(cfg.batch_size or 64)
     key = (type(model).__name__, sum(p.numel() for p in model.parameters()), in_shape, bs,
            str(device), want_p, fixed_cl)
     if key in _PRECISION_CACHE:
-        return dict(_PRECISION_CACHE[key])
+        return {**_PRECISION_CACHE[key], **note}
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((bs, *in_shape), generator=gen).to(device)
     y = torch.randint(0, num_classes, (bs,), generator=gen).to(device)
@@ -140,7 +140,5 @@ def choose_precision(cfg: ExperimentConfig, model: nn.Module, in_shape: tuple[in
         chosen = precisions[0] if len(precisions) == 1 else "fp32"
     out = {"precision": chosen, "channels_last": bool(best_by_p[chosen][1]),
            "timings_ms": {k: round(v, 3) for k, v in timings.items()}, "auto": True}
-    if cfg.precision == "auto" and want_p == "fp32":
-        out["bf16"] = "not native on this CPU"
     _PRECISION_CACHE[key] = out
-    return dict(out)
+    return {**out, **note}
