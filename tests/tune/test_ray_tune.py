@@ -52,6 +52,30 @@ def test_the_space_converts_to_optuna_distributions_exactly():
     assert got == sp.distributions()
 
 
+def test_trials_are_ordered_by_creation_not_by_their_random_ids():
+    """Ray gives a searcher's trials random 8-hex-digit ids ("12345678" is one), so the records
+    follow the creation counter in the experiment tag, or in the folder name of a trial that
+    failed before reporting."""
+    from types import SimpleNamespace
+
+    from biasvar.tune._ray import trial_records
+
+    sp = load_space(SPACE, ExperimentConfig(**FAST))
+
+    def res(tid, n, width, *, metrics=True):
+        tag = f"{n}_lr=0.0010,width={width}"
+        m = {"trial_id": tid, "experiment_tag": tag, "final": True, "val_error": 0.1,
+             "values": [0.1], "std": 0.0, "seconds": 1.0} if metrics else {}
+        return SimpleNamespace(metrics=m, config={"width": width, "lr": 1e-3}, error=None,
+                               metrics_dataframe=None,
+                               path=f"/r/tune/_trainable_{tid}_{tag}_2026-11-30_08-00-00")
+
+    got = trial_records([res("0000abcd", 3, 30), res("99999999", 1, 16),
+                         res("12345678", 2, 20, metrics=False)], sp)
+    assert [r["params"]["width"] for r in got] == [16, 20, 30]
+    assert [r["state"] for r in got] == ["COMPLETE", "PRUNED", "COMPLETE"]
+
+
 @pytest.fixture(scope="module")
 def cluster():
     require_component(HAVE_RAY, "Ray", "pip install 'biasvar[ray]'")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import sys
 import time
@@ -100,10 +101,21 @@ def _trainable(params: dict[str, Any], *, cfg: ExperimentConfig, seeds: int, dat
 
 
 def _trial_index(result: Any) -> int:
-    """Ray names trials <experiment>_<5-digit index>: the order they were created in."""
-    tid = str((result.metrics or {}).get("trial_id") or getattr(result, "path", "") or "")
-    tail = tid.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
+    """The order Ray created the trial in. A search algorithm's trials get random 8-hex-digit
+    ids (``Trial.generate_id``), so the id says nothing about order; the experiment tag starts
+    with the trial's creation counter ("3_lr=0.001,width=16"). Ray adds it to every result, and
+    the trial's folder is named ``<trainable>_<id>_<tag>_<date>`` (a trial that failed before
+    its first report has only the folder)."""
+    m = dict(result.metrics or {})
+    head = str(m.get("experiment_tag") or "").split("_", 1)[0]
+    if head.isdigit():
+        return int(head)
+    found = re.search(r"_[0-9a-f]{8}_(\d+)_", Path(str(getattr(result, "path", "") or "")).name)
+    if found:
+        return int(found.group(1))
+    raise BiasvarError(f"tune: a Ray result ({m.get('trial_id')!r}) has no experiment tag to "
+                       "order it by; this Ray version is not one biasvar supports "
+                       "(pip install 'biasvar[ray]').")
 
 
 def trial_records(results: Any, space: Space) -> list[dict[str, Any]]:
