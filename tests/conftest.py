@@ -82,3 +82,40 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 240,
     e = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run([sys.executable, "-m", "biasvar.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def run_cli_here(*args: str, cwd: Path | None = None,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+    """``biasvar ARGS`` in this process: ``biasvar.cli.main`` with stdout and stderr captured,
+    its status (or argparse's SystemExit) as ``returncode``. For commands that stop on bad
+    input before training: each saves a process start (torch and its compiler stack, about
+    5 s on 2 busy cores). An exception that escapes ``main`` — what a user would see as a
+    traceback — propagates and fails the test. Process-wide state the CLI may touch (the
+    working folder, the environment, torch's threads, the warnings' format) is restored."""
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+
+    from biasvar.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_threads, saved_fmt = torch.get_num_threads(), warnings.formatwarning
+    os.environ.update(env or {})
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's errors
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(saved_threads)
+        warnings.formatwarning = saved_fmt
+    return subprocess.CompletedProcess(["biasvar", *args], code, out.getvalue(), err.getvalue())

@@ -11,7 +11,7 @@ import torch
 
 from biasvar import ExperimentConfig, fit, load_data
 
-from .conftest import run_cli
+from .conftest import run_cli, run_cli_here
 
 FAST = ["--dataset", "digits", "--threads", "1", "--no-progress", "--no-report"]
 
@@ -87,7 +87,7 @@ def test_config_file_and_flag_override(tmp_path):
 ])
 def test_bad_input_is_one_clear_message(tmp_path, args, words):
     base = ["train", "--dataset", "digits", "--no-progress", "--out", str(tmp_path / "o")]
-    r = run_cli(*base, *args)
+    r = run_cli_here(*base, *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     for w in words:
@@ -101,8 +101,8 @@ def test_bad_resume_loses_nothing(trained, tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "foreign.pt")
     for ck, words in ((tmp_path / "trunc.pt", "truncated"), (tmp_path / "foreign.pt",
                                                              "not written by biasvar")):
-        r = run_cli("train", *FAST, "--model", "cnn", "--epochs", "4", "--out", str(trained),
-                    "--resume", str(ck))
+        r = run_cli_here("train", *FAST, "--model", "cnn", "--epochs", "4", "--out", str(trained),
+                         "--resume", str(ck))
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
     assert _snapshot(trained) == before
 
@@ -121,16 +121,24 @@ def test_nan_in_the_first_epoch_is_one_clear_error_and_claims_no_checkpoint(tmp_
 
 
 def test_datasets_and_models_listings():
-    r = run_cli("datasets")
+    r = run_cli_here("datasets")
     assert r.returncode == 0
     for name in ("fashion-mnist", "mnist", "cifar10", "digits", "imagefolder:PATH"):
         assert name in r.stdout
-    r = run_cli("models", "--dataset", "digits")
-    assert r.returncode == 0 and "cnn" in r.stdout and "mlp" in r.stdout
+    from biasvar.config import resolve
     from biasvar.models import count_params, create_model
 
+    r = run_cli_here("models", "--dataset", "digits")
+    assert r.returncode == 0 and "cnn" in r.stdout and "mlp" in r.stdout
     n = count_params(create_model("mlp", num_classes=10, in_shape=(1, 8, 8), width=256, depth=2))
     assert f"{n:,}" in r.stdout
+    # the width and count a dataset's own defaults give (Fashion-MNIST's CNN is half as wide)
+    r = run_cli_here("models", "--dataset", "fashion-mnist")
+    cfg = resolve(ExperimentConfig(dataset="fashion-mnist", model="cnn"))
+    n = count_params(create_model("cnn", num_classes=10, in_shape=(1, 28, 28), width=cfg.width,
+                                  depth=cfg.depth))
+    row = next(line for line in r.stdout.splitlines() if line.startswith("cnn "))
+    assert row.split()[1:3] == [f"{n:,}", f"{cfg.width}/{cfg.depth}"], row
 
 
 @pytest.mark.parametrize("opt,schedule", [("sgd", "step"), ("adamw", "onecycle"),
@@ -190,7 +198,7 @@ def test_an_unknown_flag_names_its_command_and_the_nearest_flag(capsys):
 
 
 def test_an_unknown_dataset_is_named_before_the_target_error(tmp_path):
-    r = run_cli("diagnose", "--dataset", "cifar100", "--out", str(tmp_path / "o"))
+    r = run_cli_here("diagnose", "--dataset", "cifar100", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "dataset: unknown value 'cifar100'" in r.stderr and "target_error" not in r.stderr
     assert not (tmp_path / "o").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from .config import (DATASET_DEFAULTS, DATASET_MODEL_DEFAULTS, MODEL_DEFAULTS, AnalysisConfig,
-                     ExperimentConfig, from_dict, load_analysis, load_config)
+                     ExperimentConfig, from_dict, load_analysis, load_config, model_defaults)
 from .errors import BiasvarError, suggest
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -193,8 +193,8 @@ def _models(args: argparse.Namespace) -> int:
     print(f"{'name':<10} {'params':>10}  default width/depth   description "
           f"(parameters for {args.dataset}: {'x'.join(map(str, d.shape))}, "
           f"{d.num_classes} classes)")
-    for m, n in list_models(d.shape, d.num_classes):
-        md = MODEL_DEFAULTS.get(m.name, {})
+    for m, n in list_models(d.shape, d.num_classes, dataset=args.dataset):
+        md = model_defaults(m.name, args.dataset)
         wd = f"{md.get('width') or '-'}/{md.get('depth') if md.get('depth') is not None else '-'}"
         print(f"{m.name:<10} {n:>10,}  {wd:<20} {m.description}")
     print(f"{'pkg.mod:fn':<10} {'':>10}  {'':<20} your own nn.Module factory")

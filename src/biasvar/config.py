@@ -385,15 +385,19 @@ def dataset_key(dataset: str) -> str:
     return dataset if dataset in DATASET_DEFAULTS else "*"
 
 
+def model_defaults(model: str, dataset: str | None = None) -> dict[str, Any]:
+    """The width and depth a model gets when they are left at None (on ``dataset``)."""
+    return {**MODEL_DEFAULTS.get(model, MODEL_DEFAULTS["*"]),
+            **DATASET_MODEL_DEFAULTS.get((dataset, model), {})}
+
+
 def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     """Fill fields left at None from the dataset's and model's defaults."""
     fill: dict[str, Any] = {}
     for k, v in DATASET_DEFAULTS[dataset_key(cfg.dataset)].items():
         if getattr(cfg, k) is None:
             fill[k] = v
-    mdef = {**MODEL_DEFAULTS.get(cfg.model, MODEL_DEFAULTS["*"]),
-            **DATASET_MODEL_DEFAULTS.get((cfg.dataset, cfg.model), {})}
-    for k, v in mdef.items():
+    for k, v in model_defaults(cfg.model, cfg.dataset).items():
         if getattr(cfg, k) is None and v is not None:
             fill[k] = v
     return replace(cfg, **fill) if fill else cfg

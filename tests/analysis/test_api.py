@@ -15,7 +15,7 @@ from biasvar.analysis import (Decomposition, LearningCurve, Plan, complexity_cur
 from biasvar.config import load_analysis
 from biasvar.errors import BiasvarError, ConfigError
 
-from ..conftest import run_cli
+from ..conftest import run_cli, run_cli_here
 
 FAST = dict(dataset="digits", model="mlp", width=32, precision="fp32", channels_last="off",
             threads=1)
@@ -228,7 +228,7 @@ def test_console_json_prints_only_the_results_path(diagnosed):
     assert json.loads(Path(r.stdout.strip()).read_text())["command"] == "diagnose"
     # what would have been printed went to stderr, not away
     assert "run directory" in r.stderr
-    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--json", "--dry-run")
+    r = run_cli_here("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--json", "--dry-run")
     assert r.returncode == 2 and "--json with --dry-run" in r.stderr and r.stdout == ""
-    r = run_cli("diagnose", *CLI_FAST, "--json", "--verbose")
+    r = run_cli_here("diagnose", *CLI_FAST, "--json", "--verbose")
     assert r.returncode == 2 and "not allowed with argument" in r.stderr

@@ -17,7 +17,7 @@ from biasvar.analysis.analyses import (decomposition, decomposition_jobs, learni
                                        nested_order)
 from biasvar.analysis.jobs import FitJob, JobRunner, JobStore, ProcessExecutor
 
-from ..conftest import run_cli
+from ..conftest import run_cli, run_cli_here
 
 FAST = dict(dataset="digits", precision="fp32", channels_last="off", threads=1)
 CLI_FAST = ["--dataset", "digits", "--precision", "fp32", "--channels-last", "off",
@@ -171,7 +171,7 @@ def test_diagnose_results_contract(tmp_path):
 
 
 def test_dry_run_plans_without_training(tmp_path):
-    r = run_cli("diagnose", *CLI_FAST, "--model", "mlp", "--dry-run", "--out", str(tmp_path / "d"))
+    r = run_cli_here("diagnose", *CLI_FAST, "--model", "mlp", "--dry-run", "--out", str(tmp_path / "d"))
     assert r.returncode == 0, r.stderr
     assert "fits planned" in r.stdout and "estimated" in r.stdout
     assert "decomposition split 2/2" in r.stdout
@@ -183,8 +183,8 @@ def test_from_predictions(tmp_path):
     logits = rng.normal(size=(3, 40, 4))
     lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     np.savez(tmp_path / "p.npz", log_probs=lp.astype(np.float32), labels=rng.integers(0, 4, 40))
-    r = run_cli("decompose", "--from-predictions", str(tmp_path / "p.npz"), "--no-report",
-                "--out", str(tmp_path / "o"))
+    r = run_cli_here("decompose", "--from-predictions", str(tmp_path / "p.npz"), "--no-report",
+                     "--out", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     assert _read(tmp_path / "o" / "results.json")["decomposition"]["rounds"] == 3
 
@@ -197,7 +197,7 @@ def test_from_predictions(tmp_path):
     (["curve", "complexity", "--param", "width", "--values", "2,abc"], ["width", "abc"]),
 ])
 def test_bad_input_clear_messages(tmp_path, args, words):
-    r = run_cli(*args, *CLI_FAST, "--model", "mlp", "--out", str(tmp_path / "o"))
+    r = run_cli_here(*args, *CLI_FAST, "--model", "mlp", "--out", str(tmp_path / "o"))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     for w in words:
@@ -206,7 +206,7 @@ def test_bad_input_clear_messages(tmp_path, args, words):
 
 def test_malformed_predictions_file(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    r = run_cli("decompose", "--from-predictions", str(tmp_path / "bad.npz"))
+    r = run_cli_here("decompose", "--from-predictions", str(tmp_path / "bad.npz"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "bad.npz" in r.stderr
 
@@ -277,8 +277,8 @@ def test_a_finished_job_keeps_its_final_weights_without_training_state(digits, t
 
 
 def test_thorough_plan_for_a_model_without_width_skips_the_width_curve(tmp_path):
-    r = run_cli("diagnose", "--dataset", "digits", "--model", "linear", "--profile", "thorough",
-                "--dry-run", "--out", str(tmp_path / "d"))
+    r = run_cli_here("diagnose", "--dataset", "digits", "--model", "linear", "--profile", "thorough",
+                     "--dry-run", "--out", str(tmp_path / "d"))
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "complexity" not in r.stdout  # no width values to sweep for a linear model
 

@@ -18,7 +18,7 @@ from biasvar.data._labels import MIN_IMAGES_PER_CLASS
 from biasvar.data._pydataset import decode_dataset
 from biasvar.errors import DataError
 
-from ..conftest import FASHION_SYSTEM, run_cli
+from ..conftest import FASHION_SYSTEM, run_cli, run_cli_here
 
 FAST = ["--precision", "fp32", "--channels-last", "off", "--no-progress", "--no-report"]
 
@@ -41,7 +41,7 @@ def cli_error(tmp_path: Path, *args: str, words: tuple[str, ...]) -> str:
     """Run ``biasvar ARGS`` expecting a user error: status 2, no traceback, every word in the
     message, and no file written or changed anywhere under ``tmp_path``."""
     before = snapshot(tmp_path)
-    r = run_cli(*args, cwd=tmp_path)
+    r = run_cli_here(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-3000:])
     assert "Traceback" not in r.stderr, r.stderr
     for w in words:

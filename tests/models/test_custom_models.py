@@ -20,7 +20,7 @@ from biasvar.models._external import (MIN_LOADED_FRACTION, WeightsWarning, find_
                                       freeze_backbone, load_weights)
 from biasvar.train import build_model
 
-from ..conftest import run_cli
+from ..conftest import run_cli, run_cli_here
 from ..data.test_custom_data import snapshot
 
 FAST = ["--precision", "fp32", "--channels-last", "off", "--no-progress", "--no-report"]
@@ -88,7 +88,7 @@ def digits():
 def cli_error(tmp_path: Path, *args: str, words: tuple[str, ...]) -> str:
     """Status 2, no traceback, every word in the message, nothing written outside ``runs/``."""
     before = snapshot(tmp_path)
-    r = run_cli(*args, cwd=tmp_path)
+    r = run_cli_here(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-3000:])
     assert "Traceback" not in r.stderr, r.stderr
     for w in words:

@@ -10,7 +10,7 @@ import pytest
 from biasvar import ExperimentConfig
 from biasvar.errors import ConfigError
 from biasvar.tune import SPACES, load_space
-from tests.conftest import run_cli
+from tests.conftest import run_cli_here
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -115,8 +115,8 @@ def test_grid():
 
 def test_cli_bad_space_exits_2_with_one_line_and_writes_nothing(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("widht: {type: int, low: 8, high: 32}\n")
-    r = run_cli("tune", "--space", "bad.yaml", "--dataset", "digits", "--model", "mlp",
-                "--out", "out", cwd=tmp_path, timeout=60)
+    r = run_cli_here("tune", "--space", "bad.yaml", "--dataset", "digits", "--model", "mlp",
+                     "--out", "out", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("biasvar: error:"), r.stderr

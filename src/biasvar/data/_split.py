@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
 
 __all__ = ["stratified_split", "stratified_subset"]
+
+
+def train_test_split(*arrays, **options):
+    """scikit-learn's, imported on first use: it costs 2 s at startup (scipy.stats, pandas),
+    which a command that stops on bad input, or lists datasets, should not pay."""
+    from sklearn.model_selection import train_test_split as split
+
+    return split(*arrays, **options)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int, *, what: str = "validation"
