@@ -192,7 +192,7 @@ def test_console_default_is_the_verdict_on_one_screen(diagnosed):
     """The default output (on the stored fits: nothing trains) fits one screen: the verdict
     first, the top remedies and the report's path; no tables, the target's citation not at
     all (the report and --verbose give it)."""
-    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir))
+    r = run_cli_here("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir))
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
     assert len(lines) <= 25, r.stdout
@@ -210,7 +210,7 @@ def test_console_default_is_the_verdict_on_one_screen(diagnosed):
 
 
 def test_console_verbose_has_every_table_and_the_citation_once(diagnosed):
-    r = run_cli("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--verbose")
+    r = run_cli_here("diagnose", *CLI_FAST, "--out", str(diagnosed.run_dir), "--verbose")
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
     assert "Decomposition: 2 models" in out and "Remedies, best first:" in out
