@@ -162,6 +162,16 @@ def test_probe_stops_at_its_budget(digits):
     assert len(sp.step_s) == 3  # the minimum
 
 
+def test_probe_of_a_one_cycle_fit_longer_than_its_schedule(digits):
+    """On a small set the probe runs past the fit's epochs (digits at batch 256: 6 steps an
+    epoch, 2 epochs, the probe's 19 steps): a one-cycle schedule must not be stepped past its
+    end (torch raises)."""
+    cfg = resolve(ExperimentConfig(**{**FAST, "schedule": "onecycle", "batch_size": 256,
+                                      "epochs": 2}))
+    sp = measure_fit_speed(cfg, digits)
+    assert len(sp.step_s) >= 3
+
+
 def test_work_counts_the_steps_run_job_takes(digits, tmp_path):
     cfg = resolve(ExperimentConfig(**FAST))
     job = decomposition_jobs(cfg, digits, rounds=2, sampling="split", hold_steps=True)[0]

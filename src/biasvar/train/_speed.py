@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -90,6 +90,9 @@ def measure_fit_speed(cfg: ExperimentConfig, data: object, *, warmup: int = 3,
         n = len(data.train)  # type: ignore[attr-defined]
         bs = min(int(cfg.batch_size or 64), n)
         rows = np.arange(min(n, bs * (warmup + max_steps)))
+        # a set smaller than the probe's steps takes more epochs than the fit has: the
+        # schedule is built for enough of them (one-cycle refuses to step past its end)
+        cfg = replace(cfg, epochs=max(int(cfg.epochs or 1), warmup + max_steps))
         for _ in range(2):  # a slow first build may be one-off work (imports): build again
             t0 = time.perf_counter()
             trainer = Trainer(cfg, data, seed=cfg.seed, train_indices=rows,  # type: ignore[arg-type]
