@@ -72,6 +72,7 @@ PROBES: dict[str, list[str]] = {
     "dropout": ["--dropout", "0.3"],
     "batchnorm": ["--no-batchnorm"],
     "weights": ["--weights", "{weights}"],
+    "recipe": ["--recipe", "fast"],
     "freeze_backbone": ["--freeze-backbone"],
     "backbone_lr": ["--backbone-lr", "0.1"],
     # training

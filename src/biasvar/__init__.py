@@ -39,7 +39,7 @@ _EXPORTS = {
         "diagnose", "learning_curve", "complexity_curve", "decompose", "decompose_predictions",
         "Results", "load_results", "verdict", "Thresholds", "Plan", "ResultsError")},
     "KNOBS": "knobs", "REMEDIES": "knobs", "compare": "report",
-    "tune": "tune", "ensemble": "ensemble",
+    "tune": "tune", "ensemble": "ensemble", "recipe": "recipes", "RECIPES": "recipes",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -104,6 +104,12 @@ def _add_config(p: argparse.ArgumentParser, analysis: str | None = None) -> None
     p.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (a "
                    "run's saved config.yaml works, its analysis: section too); flags given on "
                    "the command line override it")
+    from .recipes import RECIPES
+
+    p.add_argument("--recipe", metavar="NAME", choices=list(RECIPES), help="set the training "
+                   "options of a named recipe (after --config; the options given on the command "
+                   "line override it): " + "; ".join(
+                       f"{r} = {RECIPES.get(r).summary}" for r in RECIPES).replace("%", "%%"))
     if analysis:
         _add_fields(p, AnalysisConfig, analysis)
     _add_fields(p, ExperimentConfig)
@@ -115,10 +121,20 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The defaults, then ``--config``, then ``--recipe``, then the flags given."""
     overrides = _overrides(args, ExperimentConfig)
-    if getattr(args, "config", None):
-        return load_config(args.config, **overrides)
-    return from_dict(overrides, source="flag")
+    base = load_config(args.config) if getattr(args, "config", None) else ExperimentConfig()
+    name = getattr(args, "recipe", None)
+    if name:
+        from .recipes import recipe
+
+        opts = recipe(name, overrides.get("dataset", base.dataset))
+        base = from_dict(opts, base=base, source=f"--recipe {name}")
+        mine = ", ".join(f"{k} {v}" for k, v in opts.items() if k not in overrides)
+        print(f"biasvar: recipe {name}: {mine}" + (
+            f" (yours: {', '.join(k for k in opts if k in overrides)})"
+            if any(k in overrides for k in opts) else ""), file=sys.stderr)
+    return from_dict(overrides, base=base, source="flag") if overrides else base
 
 
 def analysis_from_args(args: argparse.Namespace) -> AnalysisConfig:
