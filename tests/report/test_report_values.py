@@ -129,3 +129,76 @@ def test_every_gallery_caption_is_escaped(run_dir, field):
     t, text, _ = _render(run_dir)
     assert EVIL not in text
     assert "&lt;script&gt;alert(" in text
+
+
+def test_complexity_rows_carry_each_values_own_errors_and_terms(run_dir):
+    """Each row of the complexity table: the knob's value, the train and validation errors'
+    mean and min–max over seeds (recomputed here from the per-seed errors), and that value's
+    decomposition terms (— where it has none) under their own column labels."""
+    t, _, res = _render(run_dir)
+    cc = res["complexity_curve"]
+    rows = t.rows["complexity"]
+    assert rows[0] == [cc["param"], "train error", "validation error", "0-1 bias",
+                       "net variance", "0-1 loss"]
+    assert len(rows) - 1 == len(cc["values"]) >= 3
+
+    def spread(seeds: list[float]) -> str:
+        mean = sum(seeds) / len(seeds)
+        return f"{100 * mean:.2f}% ({100 * min(seeds):.2f}%–{100 * max(seeds):.2f}%)"
+
+    assert any(d is not None for d in cc["decomposition"])
+    assert any(d is None for d in cc["decomposition"])  # both kinds of row are checked
+    for i, row in enumerate(rows[1:]):
+        assert row[0] == str(cc["values"][i])
+        assert row[1] == spread(cc["train_error"]["values"][i])
+        assert row[2] == spread(cc["val_error"]["values"][i])
+        d = cc["decomposition"][i]
+        terms = (["—"] * 3 if d is None else
+                 [f"{100 * d['zero_one'][k]['value']:.2f}%"
+                  for k in ("bias", "net_variance", "loss")])
+        assert row[3:] == terms, (cc["values"][i], row)
+
+
+class _Cards(HTMLParser):
+    """The gallery's figures: each image's base64 payload and its caption's text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cards: list[dict[str, str]] = []
+        self._caption: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "img" and str(a.get("src", "")).startswith("data:image/png;base64,"):
+            self.cards.append({"b64": a["src"].split(",", 1)[1], "caption": ""})
+        elif tag == "figcaption" and self.cards:
+            self._caption = []
+        elif tag == "br" and self._caption is not None:
+            self._caption.append(" ")  # a line break reads as a space
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "figcaption" and self._caption is not None:
+            self.cards[-1]["caption"] = " ".join("".join(self._caption).split())
+            self._caption = None
+
+    def handle_data(self, data: str) -> None:
+        if self._caption is not None:
+            self._caption.append(data)
+
+
+def test_gallery_cards_show_each_entrys_image_labels_and_confidence_in_order(run_dir):
+    gallery = json.loads((run_dir / "gallery.json").read_text())
+    assert len(gallery) >= 2
+    # distinct labels on every card, so a swapped true/predicted caption cannot pass
+    for i, g in enumerate(gallery):
+        g["true"], g["pred"] = f"true-class-{i}", f"pred-class-{i}"
+    (run_dir / "gallery.json").write_text(json.dumps(gallery))
+    text = render_report(run_dir).read_text(encoding="utf-8")
+    p = _Cards()
+    p.feed(text)
+    cards = [c for c in p.cards if c["caption"].startswith("true:")]
+    assert len(cards) == len(gallery)
+    for c, g in zip(cards, gallery):
+        assert c["b64"] == g["image_png_b64"].replace("\n", "")
+        assert c["caption"] == (f"true: {g['true']} predicted: {g['pred']} "
+                                f"{100 * g['confidence']:.1f}% · #{g['index']}"), c["caption"]
