@@ -28,6 +28,11 @@ Figures 1, 2 and 5 train Fashion-MNIST's default model (the cnn of ``biasvar tra
               beside the dataset's default options trained as many epochs as the recipe (the
               baseline). The ratio is the goal's seconds over the time taken (>= 1 meets it),
               printed only when the accuracy is reached.
+7. side       K = 5 fits of Fashion-MNIST's default model trained side by side (one batched
+              forward and backward pass per step: biasvar.train._side) vs the same 5 fits one
+              after another, same seeds, rows and precision (their weights agree within 1e-5:
+              tests/train/test_side.py). No goal: the path is worth choosing only where this
+              ratio is above 1 (expected on CUDA, not on a CPU whose cores each fit already fills).
 
     python bench/bench.py [--smoke] [--only loop,pipeline,...] [--images N] [--rounds R]
 
@@ -57,7 +62,7 @@ ROOT = HERE.parent
 BIASVAR = [sys.executable, "-m", "biasvar.cli"]
 PEER_MODEL = "bench/peer_models.py:cnn"
 
-FIGURES = ("loop", "pipeline", "peer", "peer_curve", "rounds", "steps", "recipe")
+FIGURES = ("loop", "pipeline", "peer", "peer_curve", "rounds", "steps", "recipe", "side")
 
 
 def _line(name: str, ratio: float | None, goal: str, detail: str) -> str:
@@ -375,6 +380,26 @@ def fig_recipe(smoke: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def fig_side(data: Any, epochs: int, k: int = 5) -> dict[str, Any]:
+    from biasvar import ExperimentConfig, fit
+    from biasvar.config import resolve
+    from biasvar.train._side import fit_side_by_side
+
+    cfg = resolve(ExperimentConfig(dataset="fashion-mnist", epochs=epochs, precision="fp32",
+                                   download=False))
+    seeds = list(range(k))
+    fit(cfg, data, seed=99, progress=False, validate=False)  # warm-up (one-off imports)
+    t0 = time.perf_counter()
+    for s in seeds:
+        fit(cfg, data, seed=s, progress=False, validate=False)
+    one_by_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit_side_by_side(cfg, data, seeds=seeds, validate=False)
+    together = time.perf_counter() - t0
+    return {"figure": "side", "k": k, "epochs": epochs, "one_by_one_s": round(one_by_one, 2),
+            "side_by_side_s": round(together, 2), "ratio": round(one_by_one / together, 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="toy sizes: check that it runs")
@@ -455,6 +480,13 @@ def main() -> None:
                                 f"({g['epochs']} epochs{'' if r['reached'] else ', not reached'}"
                                 f"); the defaults, same epochs: {100 * b['test_accuracy']:.2f}% "
                                 f"in {b['seconds']:.1f} s"), flush=True)
+            elif fig == "side":
+                r = fig_side(data, 1 if a.smoke else 2)
+                got = [r]
+                print(_line("side", r["ratio"], "(none)",
+                            f"{r['k']} fits of {r['epochs']} epochs, fp32: one after another "
+                            f"{r['one_by_one_s']:.1f} s, side by side {r['side_by_side_s']:.1f} s"
+                            " (worth choosing only above 1x)"), flush=True)
             else:
                 got = fig_steps(precisions)
                 for r in got:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,21 @@ EVAL_BATCH = {"cpu": 256, "cuda": 1024}
 
 #: about this many points of the per-step training loss are kept per fit (steps.csv)
 STEP_POINTS = 300
+
+
+class _Tally:
+    """One epoch's running figures (device tensors: read once, at the end or a window's)."""
+
+    def __init__(self, *, gen: torch.Generator, perm: torch.Tensor, device: torch.device):
+        self.gen, self.perm = gen, perm
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.window = torch.zeros((), device=device)
+        self.seen = self.in_window = 0
+
+    def logs(self) -> dict[str, float]:
+        return {"train_loss": float(self.loss_sum) / self.seen,
+                "train_accuracy": float(self.correct) / self.seen}
 
 
 @dataclass
@@ -363,21 +378,10 @@ class Trainer:
 
     def train_one_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
-        batch_end = self._batch_end
-        es = _epoch_seed(self.seed, self.epoch)
-        gen = torch.Generator().manual_seed(es)
-        torch.manual_seed(es)  # dropout
-        perm = torch.randperm(self.n, generator=gen)
+        tally = self._epoch_begin()
         model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
-        check_every = 1 if self.device.type == "cpu" else 16
-        every, spe, done = self.step_every, self.steps_per_epoch, self.epoch * self.steps_per_epoch
-        window = torch.zeros((), device=self.device)
-        in_window = 0
-        for step, (xb, y) in enumerate(self._batches(perm), 1):
-            x = self._prepare(xb, gen)
+        for step, (xb, y) in enumerate(self._batches(tally.perm), 1):
+            x = self._prepare(xb, tally.gen)
             with autocast(self.device, self.precision["precision"]):
                 logits = model(x)
                 loss = self.loss_fn(logits.float(), y)
@@ -389,24 +393,40 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
-            window += loss.detach()
-            in_window += 1
-            if (done + step) % every == 0 or step == spe:  # one device sync per window
-                self.steps_log.append({"step": done + step, "epoch": self.epoch + 1,
-                                       "loss": float(window) / in_window, "lr": float(lr)})
-                window.zero_()
-                in_window = 0
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-            if step % check_every == 0 or step == self.steps_per_epoch:
-                if not torch.isfinite(loss_sum):
-                    self._diverged(step)
-            if batch_end:
-                batch_loss = loss.detach()
-                for hook in batch_end:
-                    hook(self, step=step, loss=batch_loss)
-        return {"train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen}
+            self._tally(tally, step, loss, logits, y, lr)
+        return tally.logs()
+
+    def _epoch_begin(self) -> _Tally:
+        """Seed the epoch (its batch order, augmentation and dropout) and open its tally."""
+        es = _epoch_seed(self.seed, self.epoch)
+        gen = torch.Generator().manual_seed(es)
+        torch.manual_seed(es)  # dropout
+        return _Tally(gen=gen, perm=torch.randperm(self.n, generator=gen), device=self.device)
+
+    def _tally(self, t: _Tally, step: int, loss: torch.Tensor, logits: torch.Tensor,
+               y: torch.Tensor, lr: float) -> None:
+        """After a step: the loss windows of steps.csv, the epoch's loss and accuracy, the
+        divergence check, the batch-end hooks."""
+        every, spe = self.step_every, self.steps_per_epoch
+        done = self.epoch * spe
+        t.window += loss.detach()
+        t.in_window += 1
+        if (done + step) % every == 0 or step == spe:  # one device sync per window
+            self.steps_log.append({"step": done + step, "epoch": self.epoch + 1,
+                                   "loss": float(t.window) / t.in_window, "lr": float(lr)})
+            t.window.zero_()
+            t.in_window = 0
+        t.loss_sum += loss.detach() * len(y)
+        t.correct += (logits.detach().argmax(1) == y).sum()
+        t.seen += len(y)
+        check_every = 1 if self.device.type == "cpu" else 16
+        if step % check_every == 0 or step == spe:
+            if not torch.isfinite(t.loss_sum):
+                self._diverged(step)
+        if self._batch_end:
+            batch_loss = loss.detach()
+            for hook in self._batch_end:
+                hook(self, step=step, loss=batch_loss)
 
     @property
     def start(self) -> float:
@@ -534,6 +554,12 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> FitResult:
         """Train until ``cfg.epochs`` epochs are done or a callback stops the fit."""
+        return run_trainers([self])[0]
+
+    def _run(self) -> Generator[None, dict[str, float], FitResult]:
+        """:meth:`run` as a generator: it yields when an epoch's training steps are due and is
+        sent that epoch's logs (``train_one_epoch``'s), so that :func:`run_trainers` can train
+        the epochs of several trainers together (``_side.train_side_by_side``)."""
         t_start = time.perf_counter()
         hooks = {name: overridden_hooks(self.callbacks, name) for name in
                  ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")}
@@ -546,7 +572,7 @@ class Trainer:
                 for hook in hooks["on_epoch_start"]:
                     hook(self, epoch=self.epoch + 1)
                 t0 = time.perf_counter()
-                logs = self.train_one_epoch()
+                logs = yield
                 self._check_epoch(logs["train_loss"])
                 val = (self.evaluate_split(self.data.val.x, self.data.val.y) if self.validate
                        else {"loss": None, "accuracy": None})
@@ -577,6 +603,51 @@ class Trainer:
                          snapshots=[] if self.snapshots is None else
                          [self.snapshots.states[e] for e in self.snapshots.epochs
                           if e in self.snapshots.states])
+
+
+def run_trainers(trainers: Sequence[Trainer]) -> list[FitResult]:
+    """Run each trainer's fit (:meth:`Trainer.run`); the epochs due at the same time are
+    trained together by ``_side.train_side_by_side`` when there are several (one: the
+    trainer's own ``train_one_epoch``). An error in the training steps is raised inside each
+    fit it ends (so their ``on_fit_end`` hooks see it), then here."""
+    gens = [t._run() for t in trainers]
+    results: list[FitResult | None] = [None] * len(trainers)
+    due: list[int] = []
+    for i, g in enumerate(gens):
+        try:
+            next(g)
+            due.append(i)
+        except StopIteration as done:
+            results[i] = done.value
+    while due:
+        try:
+            if len(due) == 1:
+                logs = [trainers[due[0]].train_one_epoch()]
+            else:
+                from ._side import train_side_by_side
+
+                logs = train_side_by_side([trainers[i] for i in due])
+        except BaseException as e:
+            for i in due:
+                try:
+                    gens[i].throw(e)
+                except BaseException:  # each fit re-raises it after its clean-up
+                    pass
+            raise
+        still = []
+        try:
+            for i, lg in zip(due, logs):
+                try:
+                    gens[i].send(lg)
+                    still.append(i)
+                except StopIteration as done:
+                    results[i] = done.value
+        except BaseException:  # one fit failed after its epoch: the others end too
+            for g in gens:
+                g.close()
+            raise
+        due = still
+    return results  # type: ignore[return-value]
 
 
 @torch.no_grad()
