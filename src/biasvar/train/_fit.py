@@ -554,12 +554,23 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> FitResult:
         """Train until ``cfg.epochs`` epochs are done or a callback stops the fit."""
-        return run_trainers([self])[0]
+        fit_ = self._run()
+        try:
+            next(fit_)
+            while True:
+                try:
+                    logs = self.train_one_epoch()
+                except BaseException as e:
+                    fit_.throw(e)  # the fit cleans up (hooks see the error) and re-raises it
+                    raise
+                fit_.send(logs)
+        except StopIteration as done:
+            return done.value
 
     def _run(self) -> Generator[None, dict[str, float], FitResult]:
         """:meth:`run` as a generator: it yields when an epoch's training steps are due and is
-        sent that epoch's logs (``train_one_epoch``'s), so that :func:`run_trainers` can train
-        the epochs of several trainers together (``_side.train_side_by_side``)."""
+        sent that epoch's logs (``train_one_epoch``'s), so that ``_side.run_trainers`` can train
+        the epochs of several trainers together."""
         t_start = time.perf_counter()
         hooks = {name: overridden_hooks(self.callbacks, name) for name in
                  ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")}
@@ -603,51 +614,6 @@ class Trainer:
                          snapshots=[] if self.snapshots is None else
                          [self.snapshots.states[e] for e in self.snapshots.epochs
                           if e in self.snapshots.states])
-
-
-def run_trainers(trainers: Sequence[Trainer]) -> list[FitResult]:
-    """Run each trainer's fit (:meth:`Trainer.run`); the epochs due at the same time are
-    trained together by ``_side.train_side_by_side`` when there are several (one: the
-    trainer's own ``train_one_epoch``). An error in the training steps is raised inside each
-    fit it ends (so their ``on_fit_end`` hooks see it), then here."""
-    gens = [t._run() for t in trainers]
-    results: list[FitResult | None] = [None] * len(trainers)
-    due: list[int] = []
-    for i, g in enumerate(gens):
-        try:
-            next(g)
-            due.append(i)
-        except StopIteration as done:
-            results[i] = done.value
-    while due:
-        try:
-            if len(due) == 1:
-                logs = [trainers[due[0]].train_one_epoch()]
-            else:
-                from ._side import train_side_by_side
-
-                logs = train_side_by_side([trainers[i] for i in due])
-        except BaseException as e:
-            for i in due:
-                try:
-                    gens[i].throw(e)
-                except BaseException:  # each fit re-raises it after its clean-up
-                    pass
-            raise
-        still = []
-        try:
-            for i, lg in zip(due, logs):
-                try:
-                    gens[i].send(lg)
-                    still.append(i)
-                except StopIteration as done:
-                    results[i] = done.value
-        except BaseException:  # one fit failed after its epoch: the others end too
-            for g in gens:
-                g.close()
-            raise
-        due = still
-    return results  # type: ignore[return-value]
 
 
 @torch.no_grad()
