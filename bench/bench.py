@@ -432,68 +432,68 @@ def main() -> None:
     try:
         for fig in only:
             t0 = time.perf_counter()
+            # each figure: its rows, the name and goal it prints under, and how a row reads
             if fig == "loop":
                 got = fig_loop(data, 1 if a.smoke else 3, precisions)
-                for r in got:
-                    print(_line("loop", r["ratio"], ">= 0.95x",
-                                f"{r['precision']}{' + channels_last' if r['channels_last'] else ''}:"
-                                f" hand loop {r['hand_s_per_epoch']:.2f} s/epoch, biasvar "
-                                f"{r['biasvar_s_per_epoch']:.2f} s/epoch (same batches; weights "
-                                f"differ by at most {r['max_weight_difference']:.1e})"), flush=True)
+                name, goal = "loop", ">= 0.95x"
+                detail = lambda r: (
+                    f"{r['precision']}{' + channels_last' if r['channels_last'] else ''}: hand "
+                    f"loop {r['hand_s_per_epoch']:.2f} s/epoch, biasvar "
+                    f"{r['biasvar_s_per_epoch']:.2f} s/epoch (same batches; weights differ by "
+                    f"at most {r['max_weight_difference']:.1e})")
             elif fig == "pipeline":
-                r = fig_pipeline(data, 1 if a.smoke else 2)
-                got = [r]
-                print(_line("pipeline", r["ratio"], ">= 4x",
-                            f"flip + crop: textbook torchvision {r['textbook_s_per_epoch']:.2f} "
-                            f"s/epoch, biasvar {r['biasvar_s_per_epoch']:.2f} s/epoch "
-                            f"({r['biasvar_precision']}"
-                            f"{' + channels_last' if r['biasvar_channels_last'] else ''})"),
-                      flush=True)
+                got = [fig_pipeline(data, 1 if a.smoke else 2)]
+                name, goal = "pipeline", ">= 4x"
+                detail = lambda r: (
+                    f"flip + crop: textbook torchvision {r['textbook_s_per_epoch']:.2f} s/epoch, "
+                    f"biasvar {r['biasvar_s_per_epoch']:.2f} s/epoch ({r['biasvar_precision']}"
+                    f"{' + channels_last' if r['biasvar_channels_last'] else ''})")
             elif fig == "peer":
-                r = fig_peer(images, rounds, epochs, tmp)
-                got = [r]
-                _show("peer", r, ">= 2x", lambda r: (
+                got = [fig_peer(images, rounds, epochs, tmp)]
+                name, goal = "peer", ">= 2x"
+                detail = lambda r: (
                     f"R={rounds} bootstrap, {epochs} epochs: skorch + mlxtend {r['peer_s']:.1f} "
-                    f"s, biasvar decompose {r['biasvar_s']:.1f} s (whole processes)"))
+                    f"s, biasvar decompose {r['biasvar_s']:.1f} s (whole processes)")
             elif fig == "peer_curve":
-                r = fig_peer_curve(images, epochs, tmp)
-                got = [r]
-                _show("curve", r, ">= 2x", lambda r: (
+                got = [fig_peer_curve(images, epochs, tmp)]
+                name, goal = "curve", ">= 2x"
+                detail = lambda r: (
                     f"5 sizes, 1 seed: scikit-learn learning_curve over skorch {r['peer_s']:.1f} "
                     f"s, biasvar curve learning {r['biasvar_s']:.1f} s (whole processes; biasvar "
                     f"trains {r['training_work_ratio']:.2f}x the steps: every size as many as "
-                    "the largest)"))
+                    "the largest)")
             elif fig == "rounds":
-                r = fig_rounds(images, rounds, epochs, tmp)
-                got = [r]
-                print(_line("rounds", r["ratio"], "<= 1.05x",
-                            f"decompose of R={rounds} seeds {r['decompose_s']:.1f} s vs {rounds} "
-                            f"separate train runs {r['separate_trains_s']:.1f} s"), flush=True)
+                got = [fig_rounds(images, rounds, epochs, tmp)]
+                name, goal = "rounds", "<= 1.05x"
+                detail = lambda r: (
+                    f"decompose of R={rounds} seeds {r['decompose_s']:.1f} s vs {rounds} "
+                    f"separate train runs {r['separate_trains_s']:.1f} s")
             elif fig == "recipe":
                 got = fig_recipe(a.smoke)
-                for r in got:
-                    g, b = r["recipe"], r["defaults"]
-                    extra = " ".join(f"--{k} {v}" for k, v in r["options"].items())
-                    print(_line("recipe", r["ratio"], f"<= {r['goal_s']:.0f} s",
-                                f"{r['target']}: --recipe fast {extra}".rstrip() +
-                                f" {100 * g['test_accuracy']:.2f}% test in {g['seconds']:.1f} s "
-                                f"({g['epochs']} epochs{'' if r['reached'] else ', not reached'}"
-                                f"); the defaults, same epochs: {100 * b['test_accuracy']:.2f}% "
-                                f"in {b['seconds']:.1f} s"), flush=True)
+                name, goal = "recipe", lambda r: f"<= {r['goal_s']:.0f} s"
+                detail = lambda r: (
+                    f"{r['target']}: --recipe fast "
+                    + "".join(f"--{k} {v} " for k, v in r["options"].items())
+                    + f"{100 * r['recipe']['test_accuracy']:.2f}% test in "
+                    f"{r['recipe']['seconds']:.1f} s ({r['recipe']['epochs']} epochs"
+                    f"{'' if r['reached'] else ', not reached'}); the defaults, same epochs: "
+                    f"{100 * r['defaults']['test_accuracy']:.2f}% in "
+                    f"{r['defaults']['seconds']:.1f} s")
             elif fig == "side":
-                r = fig_side(data, 1 if a.smoke else 2)
-                got = [r]
-                print(_line("side", r["ratio"], "(none)",
-                            f"{r['k']} fits of {r['epochs']} epochs, fp32: one after another "
-                            f"{r['one_by_one_s']:.1f} s, side by side {r['side_by_side_s']:.1f} s"
-                            " (worth choosing only above 1x)"), flush=True)
+                got = [fig_side(data, 1 if a.smoke else 2)]
+                name, goal = "side", "(none)"
+                detail = lambda r: (
+                    f"{r['k']} fits of {r['epochs']} epochs, fp32: one after another "
+                    f"{r['one_by_one_s']:.1f} s, side by side {r['side_by_side_s']:.1f} s "
+                    "(worth choosing only above 1x)")
             else:
                 got = fig_steps(precisions)
-                for r in got:
-                    print(_line("steps", r["ratio"], "(none)",
-                                f"{r['precision']}: a training step runs at "
-                                f"{r['step_gflops']:.1f} GFLOP/s, a {2048}^2 matrix product at "
-                                f"{r['gemm_gflops']:.1f}"), flush=True)
+                name, goal = "steps", "(none)"
+                detail = lambda r: (
+                    f"{r['precision']}: a training step runs at {r['step_gflops']:.1f} GFLOP/s, "
+                    f"a 2048^2 matrix product at {r['gemm_gflops']:.1f}")
+            for r in got:
+                _show(name, r, goal(r) if callable(goal) else goal, detail)
             for r in got:
                 r["seconds"] = round(time.perf_counter() - t0, 1)
             rows += got
