@@ -33,18 +33,14 @@ class Recipe:
     """A named set of :class:`~biasvar.config.ExperimentConfig` options.
 
     Attributes:
-        name: what ``--recipe`` takes.
         summary: one line for ``--help``.
         options: the options it sets on every dataset.
         per_dataset: more options for one dataset (e.g. the epochs its measurements chose).
-        evidence: what the choice rests on (shown by ``--help`` and the README).
     """
 
-    name: str
     summary: str
     options: dict[str, Any]
     per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
-    evidence: str = ""
 
     def for_dataset(self, dataset: str | None) -> dict[str, Any]:
         return {**self.options, **self.per_dataset.get(dataset or "", {})}
@@ -52,8 +48,9 @@ class Recipe:
 
 RECIPES: Registry[Recipe] = Registry("recipe")
 
+#: fast: chosen by bench/recipe_search.py on Fashion-MNIST's validation split (2 CPU cores);
+#: the candidates and the measurements are in bench/README.md, "The fast recipe"
 RECIPES.add("fast", Recipe(
-    name="fast",
     summary="time to accuracy: a CNN of width 24, one-cycle Adam at batch 256, no "
             "augmentation, 6 epochs on Fashion-MNIST",
     options=dict(model="cnn", width=24, depth=2, batchnorm=True, dropout=0.0,
@@ -61,8 +58,6 @@ RECIPES.add("fast", Recipe(
                  weight_decay=0.0, label_smoothing=0.0, augment="none", early_stopping=False,
                  precision="auto", channels_last="auto"),
     per_dataset={"fashion-mnist": dict(epochs=6), "mnist": dict(epochs=3)},
-    evidence="bench/recipe_search.py on Fashion-MNIST's validation split (2 CPU cores): "
-             "see bench/README.md, 'The fast recipe'",
 ))
 
 

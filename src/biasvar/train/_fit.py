@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -554,22 +554,11 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> FitResult:
         """Train until ``cfg.epochs`` epochs are done or a callback stops the fit."""
-        fit_ = self._run()
-        try:
-            next(fit_)
-            while True:
-                try:
-                    logs = self.train_one_epoch()
-                except BaseException as e:
-                    fit_.throw(e)  # the fit cleans up (hooks see the error) and re-raises it
-                    raise
-                fit_.send(logs)
-        except StopIteration as done:
-            return done.value
+        return run_trainers([self])[0]
 
     def _run(self) -> Generator[None, dict[str, float], FitResult]:
         """:meth:`run` as a generator: it yields when an epoch's training steps are due and is
-        sent that epoch's logs (``train_one_epoch``'s), so that ``_side.run_trainers`` can train
+        sent that epoch's logs (``train_one_epoch``'s), so that :func:`run_trainers` can train
         the epochs of several trainers together."""
         t_start = time.perf_counter()
         hooks = {name: overridden_hooks(self.callbacks, name) for name in
@@ -614,6 +603,53 @@ class Trainer:
                          snapshots=[] if self.snapshots is None else
                          [self.snapshots.states[e] for e in self.snapshots.epochs
                           if e in self.snapshots.states])
+
+
+def run_trainers(trainers: Sequence[Trainer], *,
+                 together: Callable[[list[Trainer]], list[dict[str, float]]] | None = None
+                 ) -> list[FitResult]:
+    """Run each trainer's fit (:meth:`Trainer.run` is this for one). The epochs due at the same
+    time are trained by ``together`` when there are several (``_side.train_side_by_side``),
+    by the trainer's own ``train_one_epoch`` when one. An error in the training steps is raised
+    inside each fit it ends (so their ``on_fit_end`` hooks see it), then here."""
+    if together is None and len(trainers) > 1:
+        raise ValueError("run_trainers: several trainers need `together` (their joint epoch)")
+    gens = [t._run() for t in trainers]
+    results: list[FitResult | None] = [None] * len(trainers)
+    due: list[int] = []
+    for i, g in enumerate(gens):
+        try:
+            next(g)
+            due.append(i)
+        except StopIteration as done:
+            results[i] = done.value
+    while due:
+        try:
+            if len(due) == 1:
+                logs = [trainers[due[0]].train_one_epoch()]
+            else:
+                logs = together([trainers[i] for i in due])  # type: ignore[misc]
+        except BaseException as e:
+            for i in due:
+                try:
+                    gens[i].throw(e)
+                except BaseException:  # each fit re-raises it after its clean-up
+                    pass
+            raise
+        still = []
+        try:
+            for i, lg in zip(due, logs):
+                try:
+                    gens[i].send(lg)
+                    still.append(i)
+                except StopIteration as done:
+                    results[i] = done.value
+        except BaseException:  # one fit failed after its epoch: the others end too
+            for g in gens:
+                g.close()
+            raise
+        due = still
+    return results  # type: ignore[return-value]
 
 
 @torch.no_grad()

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
+from ..config import resolve
+from ._fit import Trainer, run_trainers
 from ._runtime import autocast
 
-__all__ = ["train_side_by_side", "side_by_side_supported", "run_trainers", "fit_side_by_side"]
+__all__ = ["train_side_by_side", "side_by_side_supported", "fit_side_by_side"]
 
 
 def side_by_side_supported(trainers: Sequence[Any]) -> str | None:
@@ -98,60 +101,12 @@ def train_side_by_side(trainers: Sequence[Any]) -> list[dict[str, float]]:
     return [tl.logs() for tl in tallies]
 
 
-def run_trainers(trainers: Sequence[Any]) -> list[Any]:
-    """Run each trainer's fit (what :meth:`Trainer.run` does for one); the epochs due at the
-    same time are trained together by :func:`train_side_by_side` when there are several (one:
-    the trainer's own ``train_one_epoch``). An error in the training steps is raised inside each
-    fit it ends (so their ``on_fit_end`` hooks see it), then here."""
-    gens = [t._run() for t in trainers]
-    results: list[Any] = [None] * len(trainers)
-    due: list[int] = []
-    for i, g in enumerate(gens):
-        try:
-            next(g)
-            due.append(i)
-        except StopIteration as done:
-            results[i] = done.value
-    while due:
-        try:
-            if len(due) == 1:
-                logs = [trainers[due[0]].train_one_epoch()]
-            else:
-                logs = train_side_by_side([trainers[i] for i in due])
-        except BaseException as e:
-            for i in due:
-                try:
-                    gens[i].throw(e)
-                except BaseException:  # each fit re-raises it after its clean-up
-                    pass
-            raise
-        still = []
-        try:
-            for i, lg in zip(due, logs):
-                try:
-                    gens[i].send(lg)
-                    still.append(i)
-                except StopIteration as done:
-                    results[i] = done.value
-        except BaseException:  # one fit failed after its epoch: the others end too
-            for g in gens:
-                g.close()
-            raise
-        due = still
-    return results
-
-
 def fit_side_by_side(config: Any, data: Any, *, seeds: Sequence[int],
                      train_indices: Sequence[Any] | None = None,
                      validate: bool = True) -> list[Any]:
     """K fits of ``config`` (one per seed; each on its ``train_indices`` rows, or all of
     ``data.train``), trained side by side: what K calls of :func:`~biasvar.train.fit` return,
     up to rounding (no run directory, callbacks or progress)."""
-    from dataclasses import replace
-
-    from ..config import resolve
-    from ._fit import Trainer
-
     cfg = resolve(config)
     rows = list(train_indices) if train_indices is not None else [None] * len(seeds)
     if len(rows) != len(seeds):
@@ -160,4 +115,4 @@ def fit_side_by_side(config: Any, data: Any, *, seeds: Sequence[int],
                         run_dir=None, callbacks=(), progress=None,
                         desc=f"{cfg.model} on {data.name} (seed {s})", validate=validate)
                 for s, r in zip(seeds, rows)]
-    return run_trainers(trainers)
+    return run_trainers(trainers, together=train_side_by_side)
