@@ -32,7 +32,9 @@ Figures 1, 2 and 5 train Fashion-MNIST's default model (the cnn of ``biasvar tra
               forward and backward pass per step: biasvar.train._side) vs the same 5 fits one
               after another, same seeds, rows and precision (their weights agree within 1e-5:
               tests/train/test_side.py). No goal: the path is worth choosing only where this
-              ratio is above 1 (expected on CUDA, not on a CPU whose cores each fit already fills).
+              ratio is above 1 (expected on CUDA, not on a CPU whose cores each fit already fills);
+              beside it, what the probe of ``--side-by-side auto`` measures in a few steps and
+              what it chooses.
 
     python bench/bench.py [--smoke] [--only loop,pipeline,...] [--images N] [--rounds R]
 
@@ -396,8 +398,16 @@ def fig_side(data: Any, epochs: int, k: int = 5) -> dict[str, Any]:
     t0 = time.perf_counter()
     fit_side_by_side(cfg, data, seeds=seeds, validate=False)
     together = time.perf_counter() - t0
+    # what --side-by-side auto would decide from its few-step probe, beside the whole fits
+    from biasvar.analysis.jobs import SIDE_BY_SIDE_GAIN
+    from biasvar.train._speed import measure_side_by_side
+
+    t0 = time.perf_counter()
+    probe = measure_side_by_side(cfg, data, k)
     return {"figure": "side", "k": k, "epochs": epochs, "one_by_one_s": round(one_by_one, 2),
-            "side_by_side_s": round(together, 2), "ratio": round(one_by_one / together, 3)}
+            "side_by_side_s": round(together, 2), "ratio": round(one_by_one / together, 3),
+            "probe_gain": round(probe.gain, 3), "probe_s": round(time.perf_counter() - t0, 2),
+            "auto_chooses": "together" if probe.gain >= SIDE_BY_SIDE_GAIN else "one after another"}
 
 
 def main() -> None:
@@ -484,8 +494,9 @@ def main() -> None:
                 name, goal = "side", "(none)"
                 detail = lambda r: (
                     f"{r['k']} fits of {r['epochs']} epochs, fp32: one after another "
-                    f"{r['one_by_one_s']:.1f} s, side by side {r['side_by_side_s']:.1f} s "
-                    "(worth choosing only above 1x)")
+                    f"{r['one_by_one_s']:.1f} s, side by side {r['side_by_side_s']:.1f} s; "
+                    f"the probe of --side-by-side auto measured {r['probe_gain']:.2f}x in "
+                    f"{r['probe_s']:.1f} s and chooses {r['auto_chooses']}")
             else:
                 got = fig_steps(precisions)
                 name, goal = "steps", "(none)"

@@ -152,6 +152,9 @@ ALLOWED: dict[str, str] = {
     "stream": "whether custom images are decoded once or streamed from disk: the same pixels",
     "precision": "fp32 or bf16 autocast: speed (auto times both)",
     "channels_last": "memory layout of convolutions: speed",
+    "side_by_side": "trains a group of the same fits with one batched step: speed "
+                    "(tests/analysis/test_side_by_side_jobs.py checks the choice and the "
+                    "results)",
     "data_root": "where dataset files are looked for (digits ships with scikit-learn)",
     "download": "whether a built-in dataset found nowhere may be downloaded",
     "strict": "whether unreadable image files stop the run or are skipped with a note",

@@ -193,6 +193,13 @@ class AnalysisConfig:
     values: str | None = _opt(None, "the knob's values, comma-separated (required), e.g. "
                               "8,16,32,64", group="analysis", metavar="LIST",
                               commands=("complexity",))
+    side_by_side: str = _opt("auto", "train a group of fits of one architecture and set size "
+                             "side by side (one batched step for all; the same results up to "
+                             "rounding): auto = where a probe measures it at least 1.15x "
+                             "faster than one after another (expected on a GPU, not on a "
+                             "CPU); on; off. With --workers 1 and --backend local only",
+                             choices=("auto", "on", "off"), group="analysis", semantic=False,
+                             commands=("diagnose", "decompose", "learning", "complexity"))
     target_error: float | None = _opt(None, "best achievable error of the task, for the "
                                       "avoidable bias; default: the best-known error of a "
                                       "built-in dataset", lo=0.0, hi=1.0, group="analysis",

@@ -44,6 +44,7 @@ class RecordingExecutor(SerialExecutor):
     """The serial executor, recording the keys of the jobs it is asked to run."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.ran: list[str] = []
 
     def run(self, jobs, store, data, on_done, progress=False):

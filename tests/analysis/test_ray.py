@@ -85,9 +85,9 @@ def test_dry_run_estimate_counts_ray_fits_side_by_side(tmp_path, monkeypatch):
     calls = []
     real = jobs_mod.estimate_seconds
 
-    def spy(todo, data, *, workers=1, threads=None):
+    def spy(todo, data, *, workers=1, threads=None, **kw):
         calls.append((workers, threads))
-        return real(todo, data, workers=workers, threads=threads)
+        return real(todo, data, workers=workers, threads=threads, **kw)
 
     monkeypatch.setattr(jobs_mod, "estimate_seconds", spy)
     monkeypatch.setattr("os.cpu_count", lambda: 4)

@@ -205,10 +205,15 @@ class _Session:
             require_ray()  # before the run directory is touched: a missing Ray writes nothing
         setup = open_run(command, cfg if cfg is not None else ExperimentConfig(), out=out,
                          fresh=fresh, analysis=analysis, variants=variants, source=source)
+        side = getattr(analysis, "side_by_side", "off") if analysis is not None else "off"
+        if side == "on" and (workers > 1 or backend == "ray"):
+            raise ConfigError(f"side_by_side: 'on' trains the fits together in this process; "
+                              f"it cannot with {'--backend ray' if backend == 'ray' else f'--workers {workers}'}. "
+                              "Drop one of them (--side-by-side auto is the default).")
         if backend == "ray":  # workers > 1 caps the fits running at once on the cluster
             executor: Any = RayExecutor(address, workers=workers if workers > 1 else None)
         else:
-            executor = SerialExecutor() if workers == 1 else ProcessExecutor(workers)
+            executor = SerialExecutor(side) if workers == 1 else ProcessExecutor(workers)
         runner = JobRunner(JobStore(setup.run_dir), setup.data, executor)
         return cls(command, setup, runner, progress, dry_run, fresh)
 
@@ -248,7 +253,9 @@ class _Session:
             at_once, threads = ex.workers, ex.threads
         elif isinstance(ex, RayExecutor):  # its tasks train with ex.threads threads each
             at_once, threads = ex.fits_at_once() or 1, ex.threads
-        est = estimate_seconds(todo, self.data, workers=at_once, threads=threads)
+        plan = getattr(ex, "plan", None)  # which fits train side by side, decided now
+        est = estimate_seconds(todo, self.data, workers=at_once, threads=threads,
+                               step_factors=plan(todo, self.data) if plan else None)
         for note in self.data.notes:
             print(f"note: {note}")
         header = (f"{self.data.summary()}\nrun directory: {self.run_dir}\n"
@@ -284,7 +291,9 @@ class _Session:
             environment=environment(seed=self.cfg.seed, device=str(self.cfg.device),
                                     precision=self.setup.precision),
             timing={"seconds": round(time.perf_counter() - self.t0, 1),
-                    **({"estimate": self.estimate} if self.estimate else {})},
+                    **({"estimate": self.estimate} if self.estimate else {}),
+                    **({"side_by_side": choices} if (choices := getattr(
+                        self.runner.executor, "choices", None)) else {})},
             **{k: v for k, v in blocks.items() if v is not None})
 
 

@@ -31,7 +31,8 @@ from ..config import ExperimentConfig, semantic_dict
 from ..data import DataBundle
 
 __all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "RayExecutor",
-           "Executor", "require_ray", "run_job", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
+           "Executor", "require_ray", "run_job", "run_jobs_together", "side_by_side_groups",
+           "side_by_side_speed", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
 
 #: a snapshot job's (K, m, C) test log-probabilities, one row per cycle's weights
 SNAPSHOT_LOG_PROBS = "snapshot_test_log_probs.npy"
@@ -108,9 +109,51 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     """Train one job into ``job_dir`` (continuing its own last.pt if a kill interrupted it),
     score it, and write its result files. Module-level so process pools and Ray can call it.
     ``callbacks`` go to ``fit`` (e.g. tune's pruning; one that raises leaves no result)."""
+    return run_jobs_together([job], data, [job_dir], progress=progress,
+                             callbacks=callbacks)[0]
+
+
+def run_jobs_together(jobs: Sequence[FitJob], data: DataBundle, job_dirs: Sequence[Path], *,
+                      progress: Any = False, callbacks: Sequence[Any] = ()) -> list[JobResult]:
+    """:func:`run_job` for each job, their fits trained side by side
+    (``train_side_by_side``: one batched step for all; see :func:`side_by_side_groups` for
+    which jobs can). Each job writes what ``run_job`` writes, and gets what it would return up
+    to rounding. One job: exactly ``run_job``."""
+    from ..train import make_trainer, run_trainers, side_by_side_supported, train_side_by_side
+
+    if len(jobs) > 1 and callbacks:
+        raise ValueError("run_jobs_together: callbacks are one fit's (run the jobs one by one)")
+    t0 = time.perf_counter()
+    trainers, fit_data = [], []
+    for job, job_dir in zip(jobs, job_dirs):
+        job_data, resume = _start_job(job, data, job_dir)
+        # A fit on a part of the training rows (a resampled model, a learning-curve point) is
+        # read by its final scores only: its per-epoch validation pass is skipped unless early
+        # stopping or a callback (tune's pruning) reads it. Whole-set fits, which may serve as
+        # a run's reference (its history plotted), keep it. Either way the weights are the same.
+        validate = job.train_indices is None or job.config.early_stopping or bool(callbacks)
+        trainers.append(make_trainer(job.config, job_data, seed=job.seed,
+                                     train_indices=job.train_indices, run_dir=job_dir,
+                                     resume=resume, progress=progress,
+                                     desc=job.tag or job.key, callbacks=callbacks,
+                                     validate=validate))
+        fit_data.append(job_data)
+    if len(trainers) > 1:
+        why = side_by_side_supported(trainers)
+        if why is not None:
+            raise ValueError(f"side by side: {why}")
+    fits = run_trainers(trainers, together=train_side_by_side if len(jobs) > 1 else None)
+    seconds = (time.perf_counter() - t0) / len(jobs)  # side by side: the group's time, shared
+    return [_finish_job(job, job_data, job_dir, res, seconds)
+            for job, job_data, job_dir, res in zip(jobs, fit_data, job_dirs, fits)]
+
+
+def _start_job(job: FitJob, data: DataBundle, job_dir: Path) -> tuple[DataBundle, bool]:
+    """Prepare ``job_dir`` for the job: its spec, the data it trains on (its noisy labels),
+    and whether its last.pt holds a training state to resume."""
     import torch
 
-    from ..train import evaluate, fit, load_checkpoint
+    from ..train import load_checkpoint
 
     job_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(job_dir / "spec.json", job.spec())
@@ -130,16 +173,16 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
             resume = True
         else:
             (job_dir / "last.pt").unlink()
-    t0 = time.perf_counter()
-    # A fit on a part of the training rows (a resampled model, a learning-curve point) is read
-    # by its final scores only: its per-epoch validation pass is skipped unless early stopping
-    # or a callback (tune's pruning) reads it. Whole-set fits, which may serve as a run's
-    # reference (its history plotted), keep it. Either way the weights are the same.
-    validate = job.train_indices is None or job.config.early_stopping or bool(callbacks)
-    res = fit(job.config, data, seed=job.seed, train_indices=job.train_indices, run_dir=job_dir,
-              resume=resume, progress=progress, desc=job.tag or job.key, callbacks=callbacks,
-              validate=validate)
+    return data, resume
+
+
+def _finish_job(job: FitJob, data: DataBundle, job_dir: Path, res: Any,
+                seconds: float) -> JobResult:
+    """Score a trained job and write its result files (result.json last)."""
+    from ..train import evaluate
+
     # train error on the rows this model was trained on (eval mode, no augmentation)
+    t0 = time.perf_counter()
     rows = None if job.train_indices is None else np.unique(job.train_indices)
     scored = data if rows is None or job.score_train else replace(
         data, train=data.train.subset(rows))
@@ -165,7 +208,7 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
     atomic_write_bytes(job_dir / "test_log_probs.npy", _npy(lp))
     n = len(data.train) if job.train_indices is None else len(job.train_indices)
     steps = max(1, n // min(int(res.config.batch_size), n)) * len(res.history)
-    result = JobResult(job.key, flat, res.history, n, time.perf_counter() - t0, lp,
+    result = JobResult(job.key, flat, res.history, n, seconds + time.perf_counter() - t0, lp,
                        steps=steps, stop_reason=res.stop_reason)
     atomic_write_json(job_dir / "result.json", {
         "key": job.key, "tag": job.tag, "metrics": flat, "history": res.history, "n_train": n,
@@ -256,13 +299,126 @@ class Executor(Protocol):
             on_done: Callable[[FitJob, JobResult], None], progress: Any) -> None: ...
 
 
+#: ``auto`` trains a group of fits side by side only where the probe measures it at least this
+#: much faster than one after another: a margin over the probe's timing noise (its rounds
+#: differ by a few percent on an idle machine, more on a busy one).
+SIDE_BY_SIDE_GAIN = 1.15
+
+#: At most this many fits side by side (each adds its batch's activations to memory).
+SIDE_BY_SIDE_MAX = 8
+
+SIDE_BY_SIDE_MODES = ("auto", "on", "off")
+
+_SIDE_SPEEDS: dict[tuple, Any] = {}
+
+
+def side_by_side_groups(jobs: Sequence[FitJob], data: DataBundle, *,
+                        most: int = SIDE_BY_SIDE_MAX) -> list[list[FitJob]]:
+    """The jobs in the groups that could train side by side, in the order of their first jobs:
+    one architecture, optimizer, batch size, augmentation, precision and device (what a fit's
+    speed depends on, ``_speed_key``) and the same training-set size, at most ``most`` a group.
+    The learning rates, schedules, weight decay, label smoothing, epochs, seeds, rows and label
+    noise may differ. A job with an L1 term, or on streamed images, is a group of its own."""
+    groups: dict[tuple, list[list[FitJob]]] = {}
+    order: list[list[FitJob]] = []
+    for job in jobs:
+        if job.config.l1 > 0 or data.streamed:
+            order.append([job])
+            continue
+        n = len(data.train) if job.train_indices is None else len(job.train_indices)
+        chunks = groups.setdefault((_speed_key(job.config, data), n), [])
+        if not chunks or len(chunks[-1]) >= most:
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(job)
+    return order
+
+
+def side_by_side_speed(cfg: ExperimentConfig, data: DataBundle, k: int) -> Any:
+    """The :class:`~biasvar.train._speed.SideBySideSpeed` of ``k`` fits of ``cfg``: measured
+    once per configuration and group size in this process, then cached."""
+    from ..train._speed import measure_side_by_side
+
+    key = (_speed_key(cfg, data), k)
+    if key not in _SIDE_SPEEDS:
+        _SIDE_SPEEDS[key] = measure_side_by_side(cfg, data, k)
+    return _SIDE_SPEEDS[key]
+
+
 class SerialExecutor:
-    """Runs the jobs one after another in this process (sharing one progress bar)."""
+    """Runs the jobs in this process (sharing one progress bar): one after another, or a group
+    side by side (``run_jobs_together``). ``side_by_side``: ``off``; ``on`` (every group of
+    :func:`side_by_side_groups`); ``auto`` (a group where :func:`side_by_side_speed` measures
+    it at least ``SIDE_BY_SIDE_GAIN`` times faster). ``choices`` records each group's
+    decision and its measurement (results.json's ``timing.side_by_side``); a group trained
+    together is also said on stdout."""
+
+    def __init__(self, side_by_side: str = "off"):
+        from ..errors import unknown_name
+
+        if side_by_side not in SIDE_BY_SIDE_MODES:
+            raise unknown_name("side_by_side", side_by_side, SIDE_BY_SIDE_MODES)
+        self.side_by_side = side_by_side
+        self.choices: list[dict[str, Any]] = []
+        self._decided: dict[tuple[str, ...], float | None] = {}
+
+    def _groups(self, jobs: Sequence[FitJob], data: DataBundle) -> list[list[FitJob]]:
+        return [[j] for j in jobs] if self.side_by_side == "off" else \
+            side_by_side_groups(jobs, data)
+
+    def plan(self, jobs: Sequence[FitJob], data: DataBundle) -> dict[str, float]:
+        """Decide each group's way before training (``run`` keeps the decisions): for the
+        time estimate, the factor on the training steps' time of each job that trains
+        together (1 / the measured gain; 1 where not measured, with ``on``)."""
+        factors = {}
+        for group in self._groups(jobs, data):
+            if len(group) > 1 and self._together(group, data):
+                gain = self._decided[tuple(j.key for j in group)] or 1.0
+                factors.update({j.key: 1.0 / gain for j in group})
+        return factors
 
     def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
             on_done: Callable[[FitJob, JobResult], None], progress: Any = False) -> None:
-        for job in jobs:
-            on_done(job, run_job(job, data, store.dir(job), progress=progress))
+        for group in self._groups(jobs, data):
+            if len(group) > 1 and self._together(group, data):
+                results = run_jobs_together(group, data, [store.dir(j) for j in group],
+                                            progress=progress)
+                for job, r in zip(group, results):
+                    on_done(job, r)
+                continue
+            for job in group:
+                on_done(job, run_job(job, data, store.dir(job), progress=progress))
+
+    def _together(self, group: list[FitJob], data: DataBundle) -> bool:
+        """Whether this group trains side by side; says why in ``choices`` and on stdout
+        (once per group: ``plan`` and ``run`` ask alike)."""
+        keys = tuple(j.key for j in group)
+        if keys in self._decided:
+            return True if self._decided[keys] is not None else False
+        cfg, k = group[0].config, len(group)
+        choice: dict[str, Any] = {"fits": k, "model": cfg.model, "mode": self.side_by_side}
+        gain: float | None = None
+        if self.side_by_side == "on":
+            choice["together"] = True
+        else:
+            try:
+                sp = side_by_side_speed(cfg, data, k)
+            except ValueError as e:  # these fits cannot share their steps
+                sp = None
+                choice.update(together=False, why=str(e))
+            if sp is not None:
+                choice.update(apart_s=round(sp.apart_s, 5), together_s=round(sp.together_s, 5),
+                              gain=round(sp.gain, 3), together=sp.gain >= SIDE_BY_SIDE_GAIN)
+                gain = sp.gain
+            if choice["together"]:  # the usual case, one after another, is only recorded
+                print(f"side by side: {k} fits of {cfg.model} measured {gain:.2f}x faster "
+                      f"together ({sp.apart_s * 1000:.1f} ms one after another, "
+                      f"{sp.together_s * 1000:.1f} ms together, per step of all {k}): "
+                      "they train together", flush=True)
+        self.choices.append(choice)
+        # the decision: None = one after another; else the measured gain (0: not measured)
+        self._decided[keys] = (gain or 0.0) if choice["together"] else None
+        return bool(choice["together"])
 
 
 def _worker(job: FitJob, data: DataBundle, job_dir: str, threads: int) -> JobResult:
@@ -651,7 +807,8 @@ def _fit_seconds(w: FitWork, sp: Any, step: float, image: float) -> float:
 
 
 def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int = 1,
-                     threads: int | None = None) -> Estimate:
+                     threads: int | None = None,
+                     step_factors: dict[str, float] | None = None) -> Estimate:
     """The time to train ``jobs`` (``workers`` fits at once, of ``threads`` torch threads each:
     local worker processes or Ray tasks).
 
@@ -662,7 +819,8 @@ def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int =
     distinct configuration (a complexity curve's widths are timed one by one) by
     :func:`fit_speed`. The range repeats the sum with the lower and upper quartiles of the
     timed steps and chunks, times RANGE_FACTORS. With several workers the fits run side by side:
-    the total over the workers, no less than the longest fit.
+    the total over the workers, no less than the longest fit. ``step_factors``: job key → a
+    factor on that job's step time (``SerialExecutor.plan``: the jobs trained together).
     """
     from dataclasses import replace as _replace
 
@@ -680,7 +838,9 @@ def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int =
             busy.append(sp.others_cores)
         w = fit_work(j, data)
         q = sp.quantile
-        secs = [_fit_seconds(w, sp, q(sp.step_s, a), q(sp.eval_s, a)) for a in (0.5, 0.25, 0.75)]
+        f = (step_factors or {}).get(j.key, 1.0)
+        secs = [_fit_seconds(w, sp, q(sp.step_s, a) * f, q(sp.eval_s, a))
+                for a in (0.5, 0.25, 0.75)]
         per_job[j.key] = secs[0]
         for i in range(3):
             totals[i] += secs[i]

@@ -42,7 +42,7 @@ from ._checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
 from ._optim import cycle_ends, make_optimizer, make_scheduler
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
-__all__ = ["fit", "FitResult", "Trainer", "build_model", "preflight", "check_options_used",
+__all__ = ["fit", "make_trainer", "run_trainers", "FitResult", "Trainer", "build_model", "preflight", "check_options_used",
            "normalizer", "predict_log_probs", "exploded", "ended_diverged"]
 
 # -- divergence ---------------------------------------------------------------------------------
@@ -712,6 +712,18 @@ def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
     >>> len(result.history)
     2
     """
+    return make_trainer(config, data, seed=seed, train_indices=train_indices, run_dir=run_dir,
+                        resume=resume, callbacks=callbacks, progress=progress, desc=desc,
+                        validate=validate).run()
+
+
+def make_trainer(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
+                 train_indices: np.ndarray | None = None, run_dir: str | Path | None = None,
+                 resume: bool | str | Path = False, callbacks: Sequence[Callback] = (),
+                 progress: Progress | bool = True, desc: str | None = None,
+                 validate: bool = True) -> Trainer:
+    """The :class:`Trainer` that :func:`fit` runs (same arguments), ready to start or resumed
+    from its checkpoint: for :func:`run_trainers`, which runs several at once."""
     cfg = resolve(config)
     if seed is not None:
         cfg = replace(cfg, seed=seed)
@@ -730,4 +742,4 @@ def fit(config: ExperimentConfig, data: DataBundle, *, seed: int | None = None,
     if resume:
         path = Path(resume) if not isinstance(resume, bool) else (run_dir or Path(".")) / "last.pt"
         trainer.restore(path)
-    return trainer.run()
+    return trainer

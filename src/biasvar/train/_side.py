@@ -36,7 +36,8 @@ def side_by_side_supported(trainers: Sequence[Any]) -> str | None:
     first = trainers[0]
     shapes = [tuple((n, tuple(p.shape)) for n, p in t.model.named_parameters())
               for t in trainers]
-    if any(s != shapes[0] for s in shapes):
+    if any(s != shapes[0] for s in shapes) or \
+            any(repr(t.model) != repr(first.model) for t in trainers):  # dropout's p too
         return "the models differ in architecture"
     if any(t.device != first.device or t.precision != first.precision for t in trainers):
         return "the fits differ in device or precision"

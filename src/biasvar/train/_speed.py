@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -11,7 +13,7 @@ import torch
 from ..config import ExperimentConfig
 from ._fit import Trainer, predict_log_probs
 
-__all__ = ["FitSpeed", "measure_fit_speed"]
+__all__ = ["FitSpeed", "measure_fit_speed", "SideBySideSpeed", "measure_side_by_side"]
 
 # -- the timing probe of the time estimate ------------------------------------------------------
 
@@ -59,6 +61,21 @@ def _cpu_ticks() -> tuple[int, int] | None:
     return sum(cpu[:8]) - cpu[3] - cpu[4], int(own[11]) + int(own[12])
 
 
+@contextmanager
+def _untouched() -> Iterator[None]:
+    """A probe's block: torch's RNG states and thread count are as before it afterwards."""
+    threads = torch.get_num_threads()
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
 class _Enough(Exception):
     """Ends the probe's training loop once enough steps are timed."""
 
@@ -83,10 +100,7 @@ def measure_fit_speed(cfg: ExperimentConfig, data: object, *, warmup: int = 3,
     from ..metrics import classification_metrics
     from ._checkpoint import checkpoint_bytes
 
-    threads = torch.get_num_threads()
-    rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
+    with _untouched():
         n = len(data.train)  # type: ignore[attr-defined]
         bs = min(int(cfg.batch_size or 64), n)
         rows = np.arange(min(n, bs * (warmup + max_steps)))
@@ -150,9 +164,83 @@ def measure_fit_speed(cfg: ExperimentConfig, data: object, *, warmup: int = 3,
         t0 = time.perf_counter()
         checkpoint_bytes(trainer.checkpoint())
         checkpoint_s = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-        torch.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
     return FitSpeed(step_s, tuple(eval_s), metrics_s, setup_s, checkpoint_s, bs, others)
+
+
+# -- the side-by-side probe ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SideBySideSpeed:
+    """How fast ``k`` fits of one configuration take their steps here, measured by
+    :func:`measure_side_by_side`: ``apart_s`` seconds for one step of each fit, one fit after
+    another (K separate steps); ``together_s`` for the same K steps side by side (one batched
+    step). ``gain`` above 1: side by side is faster."""
+
+    k: int
+    apart_s: float
+    together_s: float
+    steps: int
+
+    @property
+    def gain(self) -> float:
+        return self.apart_s / self.together_s
+
+
+def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: int = 3,
+                         rounds: int = 2) -> SideBySideSpeed:
+    """Time ``k`` throw-away fits of ``cfg`` (seeds ``cfg.seed`` …) on ``data``'s first
+    ``steps`` batches, both ways, on their own :class:`~biasvar.train.Trainer` objects: an
+    epoch of each fit one after another (``Trainer.train_one_epoch``) against the same epoch of
+    all of them side by side (``train_side_by_side``). One round of each is the warm-up
+    (``vmap``'s first call traces the model), then the faster of ``rounds`` rounds, taken in
+    turn, is kept for each way. Costs about ``4 k steps`` training steps. Nothing is written;
+    torch's RNG and thread count are restored. ValueError where the fits cannot train side by
+    side (``side_by_side_supported``)."""
+    import numpy as np
+
+    from ._side import side_by_side_supported, train_side_by_side
+
+    with _untouched():
+        n = len(data.train)  # type: ignore[attr-defined]
+        bs = min(int(cfg.batch_size or 64), n)
+        rows = np.arange(min(n, bs * steps))
+        # the schedule is built for every epoch the probe takes (one-cycle refuses more)
+        cfg = replace(cfg, epochs=max(int(cfg.epochs or 1), 2 * (rounds + 1)))
+        trainers = [Trainer(replace(cfg, seed=cfg.seed + i), data, seed=cfg.seed + i,
+                            train_indices=rows, run_dir=None, callbacks=(), progress=None,
+                            desc="side-by-side probe") for i in range(k)]
+        why = side_by_side_supported(trainers)
+        if why is not None:
+            raise ValueError(f"side by side: {why}")
+        device = trainers[0].device
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" \
+            else (lambda: None)
+
+        def apart() -> float:
+            sync()
+            t0 = time.perf_counter()
+            for t in trainers:
+                t.train_one_epoch()
+                t.epoch += 1
+            sync()
+            return time.perf_counter() - t0
+
+        def together() -> float:
+            sync()
+            t0 = time.perf_counter()
+            train_side_by_side(trainers)
+            for t in trainers:
+                t.epoch += 1
+            sync()
+            return time.perf_counter() - t0
+
+        apart()
+        together()
+        a, b = [], []
+        for _ in range(rounds):
+            a.append(apart())
+            b.append(together())
+        for t in trainers:
+            t._close_loaders()
+    spe = trainers[0].steps_per_epoch
+    return SideBySideSpeed(k, min(a) / spe, min(b) / spe, spe)

@@ -1,0 +1,226 @@
+"""An analysis's fit jobs trained side by side: which jobs group, the executor's choice (only
+where the probe measures it faster, or when asked), and that a group writes what separate
+jobs write, with the same results up to rounding."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import biasvar.train as train_pkg
+from biasvar import ExperimentConfig, load_data
+from biasvar.analysis import jobs as jobs_mod
+from biasvar.analysis.jobs import FitJob, JobStore, SerialExecutor, side_by_side_groups
+from biasvar.train._speed import SideBySideSpeed, measure_side_by_side
+from tests.conftest import run_cli_here
+
+pytestmark = pytest.mark.timeout(300)
+
+# fp32, one thread: the conditions in which side by side equals separate fits within 1e-5
+CFG = ExperimentConfig(dataset="digits", model="mlp", width=32, depth=2, batchnorm=False,
+                       optimizer="sgd", lr=0.05, schedule="onecycle", epochs=2, batch_size=64,
+                       precision="fp32", channels_last="off", threads=1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(CFG)
+
+
+def _boot(data, seed, n=None):
+    n = n or len(data.train)
+    return np.random.default_rng(seed).integers(0, len(data.train), n)
+
+
+def test_groups_are_one_configuration_and_set_size(digits):
+    boot = [FitJob(CFG, s, _boot(digits, s)) for s in range(3)]
+    half = [FitJob(CFG, s, _boot(digits, 10 + s, 300)) for s in range(2)]
+    other_lr = FitJob(replace(CFG, lr=0.01), 7, _boot(digits, 7))  # lr may differ
+    wider = FitJob(replace(CFG, width=64), 8, _boot(digits, 8))    # architecture may not
+    l1 = FitJob(replace(CFG, l1=1e-4), 9, _boot(digits, 9))         # summed per model
+    noisy = FitJob(CFG, 11, _boot(digits, 11), label_noise=0.2)     # its own labels: fine
+    jobs = [boot[0], half[0], wider, boot[1], l1, other_lr, half[1], boot[2], noisy]
+    groups = side_by_side_groups(jobs, digits)
+    keys = [[j.key for j in g] for g in groups]
+    assert keys == [[boot[0].key, boot[1].key, other_lr.key, boot[2].key, noisy.key],
+                    [half[0].key, half[1].key], [wider.key], [l1.key]]
+    # at most `most` a group, the rest in the next group of the same key
+    capped = side_by_side_groups(boot, digits, most=2)
+    assert [[j.key for j in g] for g in capped] == [[boot[0].key, boot[1].key], [boot[2].key]]
+
+
+def _run(executor, jobs, store, data):
+    out = {}
+    executor.run(jobs, store, data, lambda j, r: out.__setitem__(j.key, r), False)
+    return out
+
+
+def test_a_group_writes_what_separate_jobs_write(digits, tmp_path, monkeypatch):
+    jobs = [FitJob(CFG, s, _boot(digits, s), score_train=(s == 1)) for s in range(3)]
+    jobs.append(FitJob(replace(CFG, lr=0.02), 5, _boot(digits, 5), label_noise=0.1,
+                       noise_seed=3))
+    calls = []
+    real = train_pkg.train_side_by_side
+
+    def spy(trainers):
+        calls.append(len(trainers))
+        return real(trainers)
+
+    monkeypatch.setattr(train_pkg, "train_side_by_side", spy)
+    apart = _run(SerialExecutor("off"), jobs, JobStore(tmp_path / "apart"), digits)
+    assert calls == []
+    together = _run(SerialExecutor("on"), jobs, JobStore(tmp_path / "together"), digits)
+    assert calls == [4] * CFG.epochs  # one joint epoch of the 4 fits at a time
+    for j in jobs:
+        a_dir, b_dir = JobStore(tmp_path / "apart").dir(j), JobStore(tmp_path / "together").dir(j)
+        assert sorted(p.name for p in a_dir.iterdir()) == sorted(p.name for p in b_dir.iterdir())
+        a, b = apart[j.key], together[j.key]
+        assert a.n_train == b.n_train and a.steps == b.steps
+        for k in a.metrics:
+            assert b.metrics[k] == pytest.approx(a.metrics[k], abs=1e-4), k
+        np.testing.assert_allclose(b.test_log_probs, a.test_log_probs, atol=1e-4)
+        ra, rb = (json.loads((d / "result.json").read_text()) for d in (a_dir, b_dir))
+        assert ra["epochs"] == rb["epochs"] == CFG.epochs
+        wa = torch.load(a_dir / "last.pt", weights_only=False)
+        wb = torch.load(b_dir / "last.pt", weights_only=False)
+        assert wa["kind"] == wb["kind"] == "final" and "optimizer" not in wb
+        for name in wa["model"]:
+            assert torch.allclose(wa["model"][name], wb["model"][name], atol=1e-5), name
+    # the labels' noise reached the noisy job inside the group: its train error differs from a
+    # clean fit's with the same seed and rows
+    clean = FitJob(replace(CFG, lr=0.02), 5, _boot(digits, 5))
+    plain = _run(SerialExecutor("off"), [clean], JobStore(tmp_path / "clean"), digits)
+    assert plain[clean.key].metrics["train_error"] != pytest.approx(
+        together[jobs[3].key].metrics["train_error"], abs=1e-3)
+
+
+@pytest.mark.parametrize("gain,together", [(2.0, True), (1.1, False), (0.4, False)])
+def test_auto_trains_together_only_where_measured_faster(digits, tmp_path, monkeypatch, capsys,
+                                                         gain, together):
+    jobs = [FitJob(replace(CFG, epochs=1), s, _boot(digits, s)) for s in range(3)]
+    measured = []
+
+    def probe(cfg, data, k):
+        measured.append(k)
+        return SideBySideSpeed(k, apart_s=0.01 * gain, together_s=0.01, steps=3)
+
+    ran = []
+    real = jobs_mod.run_jobs_together
+
+    def spy(group, *a, **kw):
+        ran.append(len(group))
+        return real(group, *a, **kw)
+
+    monkeypatch.setattr(jobs_mod, "side_by_side_speed", probe)
+    monkeypatch.setattr(jobs_mod, "run_jobs_together", spy)
+    ex = SerialExecutor("auto")
+    # decided before training (for the time estimate), kept for the run: measured once
+    factors = ex.plan(jobs, digits)
+    assert factors == ({j.key: pytest.approx(1 / gain) for j in jobs} if together else {})
+    done = _run(ex, jobs, JobStore(tmp_path), digits)
+    assert sorted(done) == sorted(j.key for j in jobs)
+    assert measured == [3]
+    # run_job is run_jobs_together of one job: a group of 3 means side by side
+    assert ran == ([3] if together else [1, 1, 1])
+    assert ex.choices == [{"fits": 3, "model": "mlp", "mode": "auto", "apart_s": round(0.01 * gain, 5),
+                           "together_s": 0.01, "gain": gain, "together": together}]
+    said = capsys.readouterr().out
+    assert (f"measured {gain:.2f}x faster together" in said) == together
+
+
+def test_off_never_measures_and_a_single_fit_is_never_grouped(digits, tmp_path, monkeypatch):
+    def probe(*a, **kw):
+        raise AssertionError("probed")
+
+    monkeypatch.setattr(jobs_mod, "side_by_side_speed", probe)
+    jobs = [FitJob(replace(CFG, epochs=1), s, _boot(digits, s)) for s in range(2)]
+    _run(SerialExecutor("off"), jobs, JobStore(tmp_path / "off"), digits)
+    lone = [FitJob(replace(CFG, epochs=1), 0, _boot(digits, 0, 200))]
+    ex = SerialExecutor("auto")
+    _run(ex, lone, JobStore(tmp_path / "auto"), digits)
+    assert ex.choices == []
+
+
+def test_the_probe_times_both_ways_and_leaves_torch_as_it_was(digits):
+    torch.manual_seed(123)
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    sp = measure_side_by_side(replace(CFG, threads=None), digits, 3, steps=2, rounds=1)
+    assert sp.k == 3 and sp.steps == 2
+    assert sp.apart_s > 0 and sp.together_s > 0
+    assert sp.gain == pytest.approx(sp.apart_s / sp.together_s)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match="L1"):
+        measure_side_by_side(replace(CFG, l1=1e-4), digits, 2, steps=1, rounds=1)
+
+
+def test_side_by_side_on_is_refused_with_other_processes(tmp_path):
+    r = run_cli_here("decompose", "--dataset", "digits", "--side-by-side", "on",
+                     "--workers", "2", "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode != 0
+    assert "side_by_side: 'on'" in r.stderr and "--workers 2" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+    r = run_cli_here("decompose", "--dataset", "digits", "--side-by-side", "sometimes")
+    assert r.returncode == 2
+    assert "side_by_side: 'sometimes'" in r.stderr and "auto, on, off" in r.stderr
+
+
+def test_the_choice_is_recorded_in_results_json(tmp_path):
+    from biasvar import AnalysisConfig, decompose
+
+    cfg = replace(CFG, epochs=1)
+    res = decompose(cfg, analysis=AnalysisConfig(rounds=2, side_by_side="auto"),
+                    out=tmp_path / "run",
+                    progress=False, report=False)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    (choice,) = saved["timing"]["side_by_side"]
+    assert choice["fits"] == 2 and choice["mode"] == "auto"
+    assert choice["together"] == (choice["gain"] >= jobs_mod.SIDE_BY_SIDE_GAIN)
+    assert choice["gain"] == pytest.approx(choice["apart_s"] / choice["together_s"], rel=1e-2)
+    assert res.timing["side_by_side"] == saved["timing"]["side_by_side"]
+
+
+def test_the_estimate_counts_the_measured_gain_of_fits_trained_together(digits):
+    from biasvar.analysis.jobs import estimate_seconds, fit_speed, fit_work
+
+    jobs = [FitJob(CFG, s, _boot(digits, s)) for s in range(3)]
+    apart = estimate_seconds(jobs, digits)
+    half = estimate_seconds(jobs, digits, step_factors={j.key: 0.5 for j in jobs})
+    # only the training steps' time changes: by half of the steps' share of each fit
+    sp = fit_speed(CFG, digits)
+    steps_s = sum(fit_work(j, digits).steps * sp.quantile(sp.step_s, 0.5) for j in jobs)
+    assert apart.seconds - half.seconds == pytest.approx(steps_s / 2, rel=1e-6)
+
+
+def test_a_group_killed_mid_run_resumes_each_fit_from_its_own_checkpoint(digits, tmp_path,
+                                                                          monkeypatch):
+    jobs = [FitJob(CFG, s, _boot(digits, s)) for s in range(2)]
+    real = train_pkg.train_side_by_side
+    epochs = []
+
+    def killed_at_second_epoch(trainers):
+        epochs.append([t.epoch for t in trainers])
+        if len(epochs) == 2:
+            raise KeyboardInterrupt
+        return real(trainers)
+
+    store = JobStore(tmp_path / "killed")
+    monkeypatch.setattr(train_pkg, "train_side_by_side", killed_at_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(SerialExecutor("on"), jobs, store, digits)
+    assert not any(store.done(j) for j in jobs)
+    for j in jobs:  # each fit's first epoch is in its own last.pt
+        ck = torch.load(store.dir(j) / "last.pt", weights_only=False)
+        assert ck["epoch"] == 1 and "optimizer" in ck
+    epochs.clear()
+    monkeypatch.setattr(train_pkg, "train_side_by_side", real)
+    resumed = _run(SerialExecutor("on"), jobs, store, digits)
+    whole = _run(SerialExecutor("off"), jobs, JobStore(tmp_path / "whole"), digits)
+    for j in jobs:
+        assert json.loads((store.dir(j) / "result.json").read_text())["resumed_from_epoch"] == 1
+        np.testing.assert_allclose(resumed[j.key].test_log_probs, whole[j.key].test_log_probs,
+                                   atol=1e-4)
