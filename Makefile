@@ -33,13 +33,13 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow -q
 
 # make bench: every speed figure beside its baseline and goal (bench/bench.py; the peer stack,
-# skorch + mlxtend, from the `bench` extra), then streaming from disk; results in bench/results/.
+# skorch + mlxtend, from the `bench` extra; streaming from disk is figure 8); results in
+# bench/results/.
 # make bench-smoke: the same at toy size, without installing the peers (their figures then say
 # they are skipped): CI checks that the benchmarks run, within its time budget.
 bench: setup system-deps
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	TQDM_DISABLE=1 $(BIN)/python bench/bench.py
-	TQDM_DISABLE=1 $(BIN)/python bench/bench_stream.py
 
 # make mutants: deliberate breakages of the analysis code that the tests must catch
 # (scripts/mutants.py; slow, not part of make test; CI runs the first few)

@@ -35,6 +35,10 @@ Figures 1, 2 and 5 train Fashion-MNIST's default model (the cnn of ``biasvar tra
               ratio is above 1 (expected on CUDA, not on a CPU whose cores each fit already fills);
               beside it, what the probe of ``--side-by-side auto`` measures in a few steps and
               what it chooses.
+8. stream     one epoch over Fashion-MNIST PNG files (20,000 by default; bench_stream.py):
+              biasvar streamed from disk (``--stream always``) and decoded into memory, each
+              against torchvision's ``ImageFolder`` + ``ToTensor`` + ``Normalize`` in a DataLoader
+              with the same workers (images/s; the validation pass taken out). No goal.
 
     python bench/bench.py [--smoke] [--only loop,pipeline,...] [--images N] [--rounds R]
 
@@ -64,7 +68,8 @@ ROOT = HERE.parent
 BIASVAR = [sys.executable, "-m", "biasvar.cli"]
 PEER_MODEL = "bench/peer_models.py:cnn"
 
-FIGURES = ("loop", "pipeline", "peer", "peer_curve", "rounds", "steps", "recipe", "side")
+FIGURES = ("loop", "pipeline", "peer", "peer_curve", "rounds", "steps", "recipe", "side",
+           "stream")
 
 
 def _line(name: str, ratio: float | None, goal: str, detail: str) -> str:
@@ -410,6 +415,35 @@ def fig_side(data: Any, epochs: int, k: int = 5) -> dict[str, Any]:
             "auto_chooses": "together" if probe.gain >= SIDE_BY_SIDE_GAIN else "one after another"}
 
 
+def fig_stream(images: int) -> list[dict[str, Any]]:
+    """bench_stream.py's comparison: one epoch over ``images`` Fashion-MNIST PNG files,
+    biasvar streamed from disk and decoded into memory, each against torchvision's ImageFolder
+    pipeline, the same DataLoader workers."""
+    import bench_stream as bs
+    from biasvar import ExperimentConfig, load_data
+    from biasvar.data import loader_workers
+
+    workers = loader_workers()
+    root = Path(tempfile.mkdtemp(prefix="biasvar-bench-stream-")) / "fashion"
+    try:
+        bs._write_folder(root, images)
+        mem = load_data(ExperimentConfig(dataset=f"imagefolder:{root}", val_fraction=0.02,
+                                         test_fraction=0.02))
+        textbook, n_tb = bs._textbook(root, mem.mean[0], mem.std[0], workers)
+        rows = []
+        for stream, what in (("always", "streamed from disk"), ("never", "decoded into memory")):
+            rate, prec, n_bv = bs._biasvar(root, stream, workers)
+            rows.append({"figure": "stream", "pipeline": what, "images_per_s": round(rate, 1),
+                         "textbook_images_per_s": round(textbook, 1),
+                         "ratio": round(rate / textbook, 3), "workers": workers,
+                         "textbook_images": n_tb, "biasvar_images": n_bv,
+                         "precision": prec["precision"],
+                         "channels_last": prec["channels_last"]})
+        return rows
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="toy sizes: check that it runs")
@@ -497,6 +531,14 @@ def main() -> None:
                     f"{r['one_by_one_s']:.1f} s, side by side {r['side_by_side_s']:.1f} s; "
                     f"the probe of --side-by-side auto measured {r['probe_gain']:.2f}x in "
                     f"{r['probe_s']:.1f} s and chooses {r['auto_chooses']}")
+            elif fig == "stream":
+                got = fig_stream(images if a.smoke else 2 * images)
+                name, goal = "stream", "(none)"
+                detail = lambda r: (
+                    f"1 epoch over {r['biasvar_images']} PNG files, {r['pipeline']}: "
+                    f"{r['images_per_s']:.0f} images/s, textbook torchvision ImageFolder "
+                    f"{r['textbook_images_per_s']:.0f} ({r['workers']} DataLoader worker(s); "
+                    f"{r['precision']}{' + channels_last' if r['channels_last'] else ''})")
             else:
                 got = fig_steps(precisions)
                 name, goal = "steps", "(none)"
