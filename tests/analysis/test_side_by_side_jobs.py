@@ -4,6 +4,7 @@ jobs write, with the same results up to rounding."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -97,15 +98,19 @@ def test_a_group_writes_what_separate_jobs_write(digits, tmp_path, monkeypatch):
         together[jobs[3].key].metrics["train_error"], abs=1e-3)
 
 
-@pytest.mark.parametrize("gain,together", [(2.0, True), (1.1, False), (0.4, False)])
+@pytest.mark.parametrize("gain,busy,together", [(2.0, 0.0, True), (1.1, 0.0, False),
+                                                (0.4, None, False), (2.0, 0.8, False)],
+                         ids=["faster", "not-enough", "slower", "faster-on-a-busy-machine"])
 def test_auto_trains_together_only_where_measured_faster(digits, tmp_path, monkeypatch, capsys,
-                                                         gain, together):
+                                                         gain, busy, together):
     jobs = [FitJob(replace(CFG, epochs=1), s, _boot(digits, s)) for s in range(3)]
     measured = []
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # busy: more than a quarter of 2 cores
 
     def probe(cfg, data, k):
         measured.append(k)
-        return SideBySideSpeed(k, apart_s=0.01 * gain, together_s=0.01, steps=3)
+        return SideBySideSpeed(k, apart_s=0.01 * gain, together_s=0.01, steps=3,
+                               others_cores=busy)
 
     ran = []
     real = jobs_mod.run_jobs_together
@@ -125,8 +130,13 @@ def test_auto_trains_together_only_where_measured_faster(digits, tmp_path, monke
     assert measured == [3]
     # run_job is run_jobs_together of one job: a group of 3 means side by side
     assert ran == ([3] if together else [1, 1, 1])
-    assert ex.choices == [{"fits": 3, "model": "mlp", "mode": "auto", "apart_s": round(0.01 * gain, 5),
-                           "together_s": 0.01, "gain": gain, "together": together}]
+    expect = {"fits": 3, "model": "mlp", "mode": "auto", "apart_s": round(0.01 * gain, 5),
+              "together_s": 0.01, "gain": gain, "together": together}
+    if busy is not None:
+        expect["others_cores"] = busy
+    if busy:
+        expect["why"] = "other processes kept 0.8 of the 2 cores busy while timing"
+    assert ex.choices == [expect]
     said = capsys.readouterr().out
     assert (f"measured {gain:.2f}x faster together" in said) == together
 
@@ -179,7 +189,9 @@ def test_the_choice_is_recorded_in_results_json(tmp_path):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     (choice,) = saved["timing"]["side_by_side"]
     assert choice["fits"] == 2 and choice["mode"] == "auto"
-    assert choice["together"] == (choice["gain"] >= jobs_mod.SIDE_BY_SIDE_GAIN)
+    busy = choice.get("others_cores", 0) > jobs_mod.SIDE_BY_SIDE_BUSY * os.cpu_count()
+    assert choice["together"] == (choice["gain"] >= jobs_mod.SIDE_BY_SIDE_GAIN and not busy)
+    assert ("why" in choice) == busy
     assert choice["gain"] == pytest.approx(choice["apart_s"] / choice["together_s"], rel=1e-2)
     assert res.timing["side_by_side"] == saved["timing"]["side_by_side"]
 

@@ -304,6 +304,12 @@ class Executor(Protocol):
 #: differ by a few percent on an idle machine, more on a busy one).
 SIDE_BY_SIDE_GAIN = 1.15
 
+#: ``auto`` does not read a gain measured while other processes kept more than this share of
+#: the machine's cores busy: the gain is then the contention's (digits' CNN on 2 cores, 2 or 5
+#: fits: 0.45–2.4x beside another training process, which kept 1.0–1.5 cores busy; 0.73–1.02x
+#: on the idle machine), and the fits train one after another.
+SIDE_BY_SIDE_BUSY = 0.25
+
 #: At most this many fits side by side (each adds its batch's activations to memory).
 SIDE_BY_SIDE_MAX = 8
 
@@ -349,7 +355,8 @@ class SerialExecutor:
     """Runs the jobs in this process (sharing one progress bar): one after another, or a group
     side by side (``run_jobs_together``). ``side_by_side``: ``off``; ``on`` (every group of
     :func:`side_by_side_groups`); ``auto`` (a group where :func:`side_by_side_speed` measures
-    it at least ``SIDE_BY_SIDE_GAIN`` times faster). ``choices`` records each group's
+    it at least ``SIDE_BY_SIDE_GAIN`` times faster, on a machine not otherwise busy:
+    ``SIDE_BY_SIDE_BUSY``). ``choices`` records each group's
     decision and its measurement (results.json's ``timing.side_by_side``); a group trained
     together is also said on stdout."""
 
@@ -407,8 +414,16 @@ class SerialExecutor:
                 sp = None
                 choice.update(together=False, why=str(e))
             if sp is not None:
+                busy = sp.others_cores is not None and \
+                    sp.others_cores > SIDE_BY_SIDE_BUSY * (os.cpu_count() or 1)
                 choice.update(apart_s=round(sp.apart_s, 5), together_s=round(sp.together_s, 5),
-                              gain=round(sp.gain, 3), together=sp.gain >= SIDE_BY_SIDE_GAIN)
+                              gain=round(sp.gain, 3),
+                              together=sp.gain >= SIDE_BY_SIDE_GAIN and not busy)
+                if sp.others_cores is not None:
+                    choice["others_cores"] = round(sp.others_cores, 2)
+                if busy:
+                    choice["why"] = (f"other processes kept {sp.others_cores:.1f} of the "
+                                     f"{os.cpu_count()} cores busy while timing")
                 gain = sp.gain
             if choice["together"]:  # the usual case, one after another, is only recorded
                 print(f"side by side: {k} fits of {cfg.model} measured {gain:.2f}x faster "

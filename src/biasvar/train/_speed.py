@@ -61,6 +61,15 @@ def _cpu_ticks() -> tuple[int, int] | None:
     return sum(cpu[:8]) - cpu[3] - cpu[4], int(own[11]) + int(own[12])
 
 
+def _others_cores(ticks0: tuple[int, int] | None, ticks1: tuple[int, int] | None,
+                  wall: float) -> float | None:
+    """The cores other processes kept busy between two :func:`_cpu_ticks`, on average."""
+    if ticks0 is None or ticks1 is None or wall <= 0:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / wall)
+
+
 @contextmanager
 def _untouched() -> Iterator[None]:
     """A probe's block: torch's RNG states and thread count are as before it afterwards."""
@@ -138,11 +147,7 @@ def measure_fit_speed(cfg: ExperimentConfig, data: object, *, warmup: int = 3,
             trainer._batch_end = []
             trainer._close_loaders()
         step_s = tuple(b - a for a, b in zip(marks[warmup - 1:], marks[warmup:]))
-        ticks1, wall = _cpu_ticks(), time.perf_counter() - wall0
-        others = None
-        if ticks0 is not None and ticks1 is not None and wall > 0:
-            hz = os.sysconf("SC_CLK_TCK")
-            others = max(0.0, ((ticks1[0] - ticks0[0]) - (ticks1[1] - ticks0[1])) / hz / wall)
+        others = _others_cores(ticks0, _cpu_ticks(), time.perf_counter() - wall0)
 
         val = data.val if len(data.val) else data.train  # type: ignore[attr-defined]
         part = val.subset(np.arange(min(len(val), 1024)))  # one inference batch
@@ -174,12 +179,16 @@ class SideBySideSpeed:
     """How fast ``k`` fits of one configuration take their steps here, measured by
     :func:`measure_side_by_side`: ``apart_s`` seconds for one step of each fit, one fit after
     another (K separate steps); ``together_s`` for the same K steps side by side (one batched
-    step). ``gain`` above 1: side by side is faster."""
+    step). ``gain`` above 1: side by side is faster. ``others_cores``: as in
+    :class:`FitSpeed` (on 2 cores shared with another training process, many small steps
+    lose more to the contention than one batched step: the gain read then is the contention's)."""
 
     k: int
     apart_s: float
     together_s: float
     steps: int
+    #: the cores other processes kept busy while timing, on average (None without /proc)
+    others_cores: float | None = None
 
     @property
     def gain(self) -> float:
@@ -187,13 +196,17 @@ class SideBySideSpeed:
 
 
 def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: int = 3,
-                         rounds: int = 2) -> SideBySideSpeed:
+                         rounds: int = 2, max_rounds: int = 10,
+                         budget_s: float = 1.0) -> SideBySideSpeed:
     """Time ``k`` throw-away fits of ``cfg`` (seeds ``cfg.seed`` …) on ``data``'s first
     ``steps`` batches, both ways, on their own :class:`~biasvar.train.Trainer` objects: an
     epoch of each fit one after another (``Trainer.train_one_epoch``) against the same epoch of
     all of them side by side (``train_side_by_side``). One round of each is the warm-up
-    (``vmap``'s first call traces the model), then the faster of ``rounds`` rounds, taken in
-    turn, is kept for each way. Costs about ``4 k steps`` training steps. Nothing is written;
+    (``vmap``'s first call traces the model), then the faster of the rounds, taken in turn,
+    is kept for each way: ``rounds`` of them, and more (up to ``max_rounds``) while the timed
+    rounds take less than ``budget_s`` — a small model's steps take milliseconds, and single
+    rounds of those moved the gain by ±20 % on a busy machine. Costs about ``2 k steps``
+    training steps a round. Nothing is written;
     torch's RNG and thread count are restored. ValueError where the fits cannot train side by
     side (``side_by_side_supported``)."""
     import numpy as np
@@ -205,7 +218,7 @@ def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: 
         bs = min(int(cfg.batch_size or 64), n)
         rows = np.arange(min(n, bs * steps))
         # the schedule is built for every epoch the probe takes (one-cycle refuses more)
-        cfg = replace(cfg, epochs=max(int(cfg.epochs or 1), 2 * (rounds + 1)))
+        cfg = replace(cfg, epochs=max(int(cfg.epochs or 1), 2 * (max(rounds, max_rounds) + 1)))
         trainers = [Trainer(replace(cfg, seed=cfg.seed + i), data, seed=cfg.seed + i,
                             train_indices=rows, run_dir=None, callbacks=(), progress=None,
                             desc="side-by-side probe") for i in range(k)]
@@ -237,10 +250,12 @@ def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: 
         apart()
         together()
         a, b = [], []
-        for _ in range(rounds):
+        ticks0, wall0 = _cpu_ticks(), time.perf_counter()
+        while len(a) < rounds or (len(a) < max_rounds and sum(a) + sum(b) < budget_s):
             a.append(apart())
             b.append(together())
+        others = _others_cores(ticks0, _cpu_ticks(), time.perf_counter() - wall0)
         for t in trainers:
             t._close_loaders()
     spe = trainers[0].steps_per_epoch
-    return SideBySideSpeed(k, min(a) / spe, min(b) / spe, spe)
+    return SideBySideSpeed(k, min(a) / spe, min(b) / spe, spe, others)
