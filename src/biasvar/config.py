@@ -196,8 +196,9 @@ class AnalysisConfig:
     side_by_side: str = _opt("auto", "train a group of fits of one architecture and set size "
                              "side by side (one batched step for all; the same results up to "
                              "rounding): auto = where a probe measures it at least 1.15x "
-                             "faster than one after another (expected on a GPU, not on a "
-                             "CPU); on; off. With --workers 1 and --backend local only",
+                             "faster than one after another on a machine not otherwise busy "
+                             "(expected on a GPU, not on a CPU); on; off. With --workers 1 "
+                             "and --backend local only",
                              choices=("auto", "on", "off"), group="analysis", semantic=False,
                              commands=("diagnose", "decompose", "learning", "complexity"))
     target_error: float | None = _opt(None, "best achievable error of the task, for the "
