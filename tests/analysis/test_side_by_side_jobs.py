@@ -43,11 +43,15 @@ def test_groups_are_one_configuration_and_set_size(digits):
     wider = FitJob(replace(CFG, width=64), 8, _boot(digits, 8))    # architecture may not
     l1 = FitJob(replace(CFG, l1=1e-4), 9, _boot(digits, 9))         # summed per model
     noisy = FitJob(CFG, 11, _boot(digits, 11), label_noise=0.2)     # its own labels: fine
-    jobs = [boot[0], half[0], wider, boot[1], l1, other_lr, half[1], boot[2], noisy]
+    # dropout's masks come from each fit's own seed: never in a shared step
+    drop = [FitJob(replace(CFG, dropout=0.3), s, _boot(digits, s)) for s in (12, 13)]
+    jobs = [boot[0], half[0], wider, drop[0], boot[1], l1, other_lr, half[1], boot[2], noisy,
+            drop[1]]
     groups = side_by_side_groups(jobs, digits)
     keys = [[j.key for j in g] for g in groups]
     assert keys == [[boot[0].key, boot[1].key, other_lr.key, boot[2].key, noisy.key],
-                    [half[0].key, half[1].key], [wider.key], [l1.key]]
+                    [half[0].key, half[1].key], [wider.key], [drop[0].key], [l1.key],
+                    [drop[1].key]]
     # at most `most` a group, the rest in the next group of the same key
     capped = side_by_side_groups(boot, digits, most=2)
     assert [[j.key for j in g] for g in capped] == [[boot[0].key, boot[1].key], [boot[2].key]]
@@ -236,3 +240,75 @@ def test_a_group_killed_mid_run_resumes_each_fit_from_its_own_checkpoint(digits,
         assert json.loads((store.dir(j) / "result.json").read_text())["resumed_from_epoch"] == 1
         np.testing.assert_allclose(resumed[j.key].test_log_probs, whole[j.key].test_log_probs,
                                    atol=1e-4)
+
+
+def test_fits_that_cannot_share_their_steps_train_one_after_another(digits, tmp_path,
+                                                                    monkeypatch):
+    # e.g. one resumed with another precision: found once the trainers exist, not by grouping
+    jobs = [FitJob(CFG, s, _boot(digits, s)) for s in range(2)]
+    monkeypatch.setattr(train_pkg, "side_by_side_supported", lambda trainers: "a reason")
+    ex = SerialExecutor("on")
+    got = _run(ex, jobs, JobStore(tmp_path / "refused"), digits)
+    assert ex.choices == [{"fits": 2, "model": "mlp", "mode": "on", "together": False,
+                           "why": "a reason"}]
+    monkeypatch.undo()
+    alone = _run(SerialExecutor("off"), jobs, JobStore(tmp_path / "alone"), digits)
+    for j in jobs:  # one after another: the very same fits
+        np.testing.assert_array_equal(got[j.key].test_log_probs, alone[j.key].test_log_probs)
+
+
+def test_a_fit_resumed_from_a_run_alone_joins_fresh_ones(digits, tmp_path):
+    # channels_last "auto" is timed in each process: a fit resumed from another process's
+    # last.pt carries that process's timings, and still trains beside fresh fits
+    cnn = replace(CFG, model="cnn", width=8, batchnorm=True, channels_last="auto")
+    jobs = [FitJob(cnn, s, _boot(digits, s)) for s in range(2)]
+    store = JobStore(tmp_path / "mixed")
+
+    class KillAtSecondEpoch(train_pkg.Callback):
+        def on_epoch_start(self, trainer, epoch, **kw):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    from biasvar.analysis.jobs import run_job
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(jobs[0], digits, store.dir(jobs[0]), callbacks=[KillAtSecondEpoch()])
+    ck = torch.load(store.dir(jobs[0]) / "last.pt", weights_only=False)
+    assert ck["epoch"] == 1
+    # as another process writes it: its own timings of the layouts (the choice is the same)
+    ck["precision"] = {**ck["precision"], "timings_ms": {"fp32": 1.23, "fp32+cl": 0.98}}
+    (store.dir(jobs[0]) / "last.pt").write_bytes(train_pkg.checkpoint_bytes(ck))
+    ex = SerialExecutor("on")
+    got = _run(ex, jobs, store, digits)
+    assert ex.choices[0]["together"] is True
+    assert json.loads((store.dir(jobs[0]) / "result.json").read_text())["resumed_from_epoch"] == 1
+    whole = _run(SerialExecutor("off"), jobs, JobStore(tmp_path / "whole"), digits)
+    for j in jobs:
+        np.testing.assert_allclose(got[j.key].test_log_probs, whole[j.key].test_log_probs,
+                                   atol=1e-3)
+
+
+def test_auto_probes_configurations_that_are_not_resolved(digits, tmp_path):
+    raw = ExperimentConfig(dataset="digits", model="mlp", width=16, epochs=1, threads=1)
+    jobs = [FitJob(raw, s, _boot(digits, s)) for s in range(2)]
+    ex = SerialExecutor("auto")
+    assert sorted(_run(ex, jobs, JobStore(tmp_path), digits)) == sorted(j.key for j in jobs)
+    assert ex.choices[0]["fits"] == 2 and "gain" in ex.choices[0]
+
+
+def test_fits_trained_one_after_another_keep_the_order_asked(digits, tmp_path, monkeypatch):
+    a = [FitJob(replace(CFG, epochs=1), s, _boot(digits, s)) for s in (0, 1)]
+    b = [FitJob(replace(CFG, epochs=1, width=16), s, _boot(digits, s)) for s in (2, 3)]
+    monkeypatch.setattr(jobs_mod, "side_by_side_speed",
+                        lambda cfg, data, k: SideBySideSpeed(k, 0.01, 0.02, 3))
+    order = []
+    real = jobs_mod.run_jobs_together
+
+    def spy(group, *args, **kw):
+        order.append([j.key for j in group])
+        return real(group, *args, **kw)
+
+    monkeypatch.setattr(jobs_mod, "run_jobs_together", spy)
+    asked = [a[0], b[0], a[1], b[1]]
+    _run(SerialExecutor("auto"), asked, JobStore(tmp_path), digits)
+    assert order == [[j.key] for j in asked]

@@ -73,6 +73,10 @@ def test_what_cannot_train_side_by_side_is_refused(digits):
     assert side_by_side_supported([trainer(), trainer()]) is None
     assert "architecture" in side_by_side_supported([trainer(), trainer(width=16)])
     assert "L1" in side_by_side_supported([trainer(l1=1e-4), trainer(l1=1e-4)])
+    # the same dropout in both still draws each fit's masks from its own stream
+    assert "dropout" in side_by_side_supported([trainer(dropout=0.3), trainer(dropout=0.3)])
+    assert side_by_side_supported([trainer(dropout=0.0), trainer(dropout=0.0)]) is None
+    assert "precision" in side_by_side_supported([trainer(), trainer(precision="bf16")])
     with pytest.raises(ValueError, match="side by side: the models differ in architecture"):
         from biasvar.train._side import train_side_by_side
 

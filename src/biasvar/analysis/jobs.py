@@ -114,19 +114,22 @@ def run_job(job: FitJob, data: DataBundle, job_dir: Path, *, progress: Any = Fal
 
 
 def run_jobs_together(jobs: Sequence[FitJob], data: DataBundle, job_dirs: Sequence[Path], *,
-                      progress: Any = False, callbacks: Sequence[Any] = ()) -> list[JobResult]:
+                      progress: Any = False, callbacks: Sequence[Any] = (),
+                      on_apart: Callable[[str], None] | None = None) -> list[JobResult]:
     """:func:`run_job` for each job, their fits trained side by side
     (``train_side_by_side``: one batched step for all; see :func:`side_by_side_groups` for
     which jobs can). Each job writes what ``run_job`` writes, and gets what it would return up
-    to rounding. One job: exactly ``run_job``."""
+    to rounding. One job: exactly ``run_job``. Fits that turn out unable to share their steps
+    (``side_by_side_supported``: e.g. one resumed with another precision than the others)
+    train one after another, and ``on_apart`` is told why."""
     from ..train import make_trainer, run_trainers, side_by_side_supported, train_side_by_side
 
     if len(jobs) > 1 and callbacks:
         raise ValueError("run_jobs_together: callbacks are one fit's (run the jobs one by one)")
+    started = [_start_job(job, data, job_dir) for job, job_dir in zip(jobs, job_dirs)]
     t0 = time.perf_counter()
-    trainers, fit_data = [], []
-    for job, job_dir in zip(jobs, job_dirs):
-        job_data, resume = _start_job(job, data, job_dir)
+    trainers = []
+    for job, job_dir, (job_data, resume) in zip(jobs, job_dirs, started):
         # A fit on a part of the training rows (a resampled model, a learning-curve point) is
         # read by its final scores only: its per-epoch validation pass is skipped unless early
         # stopping or a callback (tune's pruning) reads it. Whole-set fits, which may serve as
@@ -137,15 +140,18 @@ def run_jobs_together(jobs: Sequence[FitJob], data: DataBundle, job_dirs: Sequen
                                      resume=resume, progress=progress,
                                      desc=job.tag or job.key, callbacks=callbacks,
                                      validate=validate))
-        fit_data.append(job_data)
-    if len(trainers) > 1:
-        why = side_by_side_supported(trainers)
-        if why is not None:
-            raise ValueError(f"side by side: {why}")
-    fits = run_trainers(trainers, together=train_side_by_side if len(jobs) > 1 else None)
+    why = side_by_side_supported(trainers) if len(trainers) > 1 else None
+    if len(trainers) > 1 and why is None:
+        fits = run_trainers(trainers, together=train_side_by_side)
+    else:
+        if why is not None and on_apart is not None:
+            on_apart(why)
+        # each fit's global RNG is seeded by its own epochs (dropout), so building them all
+        # first changes nothing
+        fits = [run_trainers([t])[0] for t in trainers]
     seconds = (time.perf_counter() - t0) / len(jobs)  # side by side: the group's time, shared
     return [_finish_job(job, job_data, job_dir, res, seconds)
-            for job, job_data, job_dir, res in zip(jobs, fit_data, job_dirs, fits)]
+            for job, (job_data, _), job_dir, res in zip(jobs, started, job_dirs, fits)]
 
 
 def _start_job(job: FitJob, data: DataBundle, job_dir: Path) -> tuple[DataBundle, bool]:
@@ -310,7 +316,8 @@ SIDE_BY_SIDE_GAIN = 1.15
 #: on the idle machine), and the fits train one after another.
 SIDE_BY_SIDE_BUSY = 0.25
 
-#: At most this many fits side by side (each adds its batch's activations to memory).
+#: At most this many fits side by side (each holds its own copy of its training rows on the
+#: device, and adds its batch's activations, at once).
 SIDE_BY_SIDE_MAX = 8
 
 SIDE_BY_SIDE_MODES = ("auto", "on", "off")
@@ -324,11 +331,13 @@ def side_by_side_groups(jobs: Sequence[FitJob], data: DataBundle, *,
     one architecture, optimizer, batch size, augmentation, precision and device (what a fit's
     speed depends on, ``_speed_key``) and the same training-set size, at most ``most`` a group.
     The learning rates, schedules, weight decay, label smoothing, epochs, seeds, rows and label
-    noise may differ. A job with an L1 term, or on streamed images, is a group of its own."""
+    noise may differ. A job with an L1 term or dropout (each fit's masks are drawn from its
+    own seed's stream, which one batched step cannot do), or on streamed images, is a group
+    of its own."""
     groups: dict[tuple, list[list[FitJob]]] = {}
     order: list[list[FitJob]] = []
     for job in jobs:
-        if job.config.l1 > 0 or data.streamed:
+        if job.config.l1 > 0 or (job.config.dropout or 0) > 0 or data.streamed:
             order.append([job])
             continue
         n = len(data.train) if job.train_indices is None else len(job.train_indices)
@@ -343,8 +352,10 @@ def side_by_side_groups(jobs: Sequence[FitJob], data: DataBundle, *,
 def side_by_side_speed(cfg: ExperimentConfig, data: DataBundle, k: int) -> Any:
     """The :class:`~biasvar.train._speed.SideBySideSpeed` of ``k`` fits of ``cfg``: measured
     once per configuration and group size in this process, then cached."""
+    from ..config import resolve
     from ..train._speed import measure_side_by_side
 
+    cfg = resolve(cfg)
     key = (_speed_key(cfg, data), k)
     if key not in _SIDE_SPEEDS:
         _SIDE_SPEEDS[key] = measure_side_by_side(cfg, data, k)
@@ -368,6 +379,7 @@ class SerialExecutor:
         self.side_by_side = side_by_side
         self.choices: list[dict[str, Any]] = []
         self._decided: dict[tuple[str, ...], float | None] = {}
+        self._choice_of: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def _groups(self, jobs: Sequence[FitJob], data: DataBundle) -> list[list[FitJob]]:
         return [[j] for j in jobs] if self.side_by_side == "off" else \
@@ -386,15 +398,26 @@ class SerialExecutor:
 
     def run(self, jobs: Sequence[FitJob], store: JobStore, data: DataBundle,
             on_done: Callable[[FitJob, JobResult], None], progress: Any = False) -> None:
+        together: dict[str, list[FitJob]] = {}  # job key → its group, trained together
         for group in self._groups(jobs, data):
             if len(group) > 1 and self._together(group, data):
-                results = run_jobs_together(group, data, [store.dir(j) for j in group],
-                                            progress=progress)
-                for job, r in zip(group, results):
-                    on_done(job, r)
+                together.update({j.key: group for j in group})
+        done: set[str] = set()
+        for job in jobs:  # in the order asked; a group when its first job's turn comes
+            if job.key in done:
                 continue
-            for job in group:
-                on_done(job, run_job(job, data, store.dir(job), progress=progress))
+            group = together.get(job.key, [job])
+            choice = self._choice_of.get(tuple(j.key for j in group))
+
+            def apart(why: str, choice: dict | None = choice) -> None:
+                if choice is not None:
+                    choice.update(together=False, why=why)
+
+            results = run_jobs_together(group, data, [store.dir(j) for j in group],
+                                        progress=progress, on_apart=apart)
+            for j, r in zip(group, results):
+                done.add(j.key)
+                on_done(j, r)
 
     def _together(self, group: list[FitJob], data: DataBundle) -> bool:
         """Whether this group trains side by side; says why in ``choices`` and on stdout
@@ -410,9 +433,9 @@ class SerialExecutor:
         else:
             try:
                 sp = side_by_side_speed(cfg, data, k)
-            except ValueError as e:  # these fits cannot share their steps
-                sp = None
-                choice.update(together=False, why=str(e))
+            except (ValueError, RuntimeError) as e:  # they cannot share their steps, or K
+                sp = None                                # of them do not fit in memory
+                choice.update(together=False, why=f"{type(e).__name__}: {e}"[:300])
             if sp is not None:
                 busy = sp.others_cores is not None and \
                     sp.others_cores > SIDE_BY_SIDE_BUSY * (os.cpu_count() or 1)
@@ -431,6 +454,7 @@ class SerialExecutor:
                       f"{sp.together_s * 1000:.1f} ms together, per step of all {k}): "
                       "they train together", flush=True)
         self.choices.append(choice)
+        self._choice_of[keys] = choice
         # the decision: None = one after another; else the measured gain (0: not measured)
         self._decided[keys] = (gain or 0.0) if choice["together"] else None
         return bool(choice["together"])
@@ -835,7 +859,8 @@ def estimate_seconds(jobs: Sequence[FitJob], data: DataBundle, *, workers: int =
     :func:`fit_speed`. The range repeats the sum with the lower and upper quartiles of the
     timed steps and chunks, times RANGE_FACTORS. With several workers the fits run side by side:
     the total over the workers, no less than the longest fit. ``step_factors``: job key → a
-    factor on that job's step time (``SerialExecutor.plan``: the jobs trained together).
+    factor on that job's step time (``SerialExecutor.plan``: the jobs trained together; an
+    approximation where a group's fits differ in epochs, whose longer ones end alone).
     """
     from dataclasses import replace as _replace
 

@@ -31,16 +31,23 @@ __all__ = ["train_side_by_side", "side_by_side_supported", "fit_side_by_side"]
 
 def side_by_side_supported(trainers: Sequence[Any]) -> str | None:
     """Why these trainers cannot train side by side (None: they can): one architecture, one
-    device and precision, the same number of steps an epoch, no L1 term (its sum runs per
-    model), in-memory data."""
+    device, precision and memory layout, no dropout, the same number of steps an epoch, no L1
+    term (its sum runs per model), in-memory data."""
     first = trainers[0]
     shapes = [tuple((n, tuple(p.shape)) for n, p in t.model.named_parameters())
               for t in trainers]
     if any(s != shapes[0] for s in shapes) or \
             any(repr(t.model) != repr(first.model) for t in trainers):  # dropout's p too
         return "the models differ in architecture"
-    if any(t.device != first.device or t.precision != first.precision for t in trainers):
-        return "the fits differ in device or precision"
+    def runs(t: Any) -> tuple:  # how it computes (not the timings that chose it)
+        return t.device, t.precision["precision"], t.precision["channels_last"]
+
+    if any(runs(t) != runs(first) for t in trainers):
+        return "the fits differ in device, precision or memory layout"
+    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+           for t in trainers for m in t.model.modules()):
+        return ("dropout draws each fit's masks from its own seed's random stream, which one "
+                "batched step cannot")
     if any(t.steps_per_epoch != first.steps_per_epoch or t.n != first.n for t in trainers):
         return "the fits train on sets of different sizes"
     if any(t.cfg.l1 > 0 for t in trainers):
