@@ -207,9 +207,10 @@ class _Session:
                          fresh=fresh, analysis=analysis, variants=variants, source=source)
         side = getattr(analysis, "side_by_side", "off") if analysis is not None else "off"
         if side == "on" and (workers > 1 or backend == "ray"):
+            other = "--backend ray" if backend == "ray" else f"--workers {workers}"
             raise ConfigError(f"side_by_side: 'on' trains the fits together in this process; "
-                              f"it cannot with {'--backend ray' if backend == 'ray' else f'--workers {workers}'}. "
-                              "Drop one of them (--side-by-side auto is the default).")
+                              f"it cannot with {other}. Drop one of them (--side-by-side auto "
+                              "is the default).")
         if backend == "ray":  # workers > 1 caps the fits running at once on the cluster
             executor: Any = RayExecutor(address, workers=workers if workers > 1 else None)
         else:

@@ -32,7 +32,8 @@ from ..data import DataBundle
 
 __all__ = ["FitJob", "JobResult", "JobStore", "SerialExecutor", "ProcessExecutor", "RayExecutor",
            "Executor", "require_ray", "run_job", "run_jobs_together", "side_by_side_groups",
-           "side_by_side_speed", "plan_summary", "estimate_seconds", "Estimate", "fit_work", "fit_speed"]
+           "side_by_side_speed", "plan_summary", "estimate_seconds", "Estimate", "fit_work",
+           "fit_speed"]
 
 #: a snapshot job's (K, m, C) test log-probabilities, one row per cycle's weights
 SNAPSHOT_LOG_PROBS = "snapshot_test_log_probs.npy"
@@ -367,9 +368,9 @@ class SerialExecutor:
     side by side (``run_jobs_together``). ``side_by_side``: ``off``; ``on`` (every group of
     :func:`side_by_side_groups`); ``auto`` (a group where :func:`side_by_side_speed` measures
     it at least ``SIDE_BY_SIDE_GAIN`` times faster, on a machine not otherwise busy:
-    ``SIDE_BY_SIDE_BUSY``). ``choices`` records each group's
-    decision and its measurement (results.json's ``timing.side_by_side``); a group trained
-    together is also said on stdout."""
+    ``SIDE_BY_SIDE_BUSY``). ``choices`` records each group's decision and its measurement
+    (results.json's ``timing.side_by_side``); a group trained together is also said on
+    stdout."""
 
     def __init__(self, side_by_side: str = "off"):
         from ..errors import unknown_name
@@ -424,7 +425,7 @@ class SerialExecutor:
         (once per group: ``plan`` and ``run`` ask alike)."""
         keys = tuple(j.key for j in group)
         if keys in self._decided:
-            return True if self._decided[keys] is not None else False
+            return self._decided[keys] is not None
         cfg, k = group[0].config, len(group)
         choice: dict[str, Any] = {"fits": k, "model": cfg.model, "mode": self.side_by_side}
         gain: float | None = None

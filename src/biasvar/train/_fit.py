@@ -42,7 +42,8 @@ from ._checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint
 from ._optim import cycle_ends, make_optimizer, make_scheduler
 from ._runtime import autocast, choose_precision, resolve_device, seed_everything
 
-__all__ = ["fit", "make_trainer", "run_trainers", "FitResult", "Trainer", "build_model", "preflight", "check_options_used",
+__all__ = ["fit", "make_trainer", "run_trainers", "FitResult", "Trainer", "build_model",
+           "preflight", "check_options_used",
            "normalizer", "predict_log_probs", "exploded", "ended_diverged"]
 
 # -- divergence ---------------------------------------------------------------------------------

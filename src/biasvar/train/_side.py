@@ -39,6 +39,7 @@ def side_by_side_supported(trainers: Sequence[Any]) -> str | None:
     if any(s != shapes[0] for s in shapes) or \
             any(repr(t.model) != repr(first.model) for t in trainers):  # dropout's p too
         return "the models differ in architecture"
+
     def runs(t: Any) -> tuple:  # how it computes (not the timings that chose it)
         return t.device, t.precision["precision"], t.precision["channels_last"]
 
