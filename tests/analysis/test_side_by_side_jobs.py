@@ -113,7 +113,7 @@ def test_auto_trains_together_only_where_measured_faster(digits, tmp_path, monke
 
     def probe(cfg, data, k):
         measured.append(k)
-        return SideBySideSpeed(k, apart_s=0.01 * gain, together_s=0.01, steps=3,
+        return SideBySideSpeed(k, apart_s=0.01 * gain, together_s=0.01, rounds=3,
                                others_cores=busy)
 
     ran = []
@@ -161,14 +161,32 @@ def test_off_never_measures_and_a_single_fit_is_never_grouped(digits, tmp_path, 
 def test_the_probe_times_both_ways_and_leaves_torch_as_it_was(digits):
     torch.manual_seed(123)
     state, threads = torch.get_rng_state(), torch.get_num_threads()
-    sp = measure_side_by_side(replace(CFG, threads=None), digits, 3, steps=2, rounds=1)
-    assert sp.k == 3 and sp.steps == 2
+    cfg = replace(CFG, threads=None)
+    sp = measure_side_by_side(cfg, digits, 3, rounds=2, max_rounds=2)
+    assert sp.k == 3 and sp.rounds == 2
     assert sp.apart_s > 0 and sp.together_s > 0
     assert sp.gain == pytest.approx(sp.apart_s / sp.together_s)
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError, match="L1"):
-        measure_side_by_side(replace(CFG, l1=1e-4), digits, 2, steps=1, rounds=1)
+        measure_side_by_side(replace(CFG, l1=1e-4), digits, 2)
+
+
+@pytest.mark.parametrize("apart_s,need,rounds", [(1e-9, 1.15, 1), (1e3, 1.15, 1),
+                                                 (1e-9, None, 4), (None, None, 4)],
+                         ids=["plainly-slower", "plainly-faster", "no-decision-asked",
+                              "measured-both-ways"])
+def test_the_probe_stops_once_the_decision_is_plain(digits, apart_s, need, rounds):
+    # given one after another's time, the side-by-side steps are timed only until the gain is
+    # plainly below or above `need`: one timed step (1e-9 s apart: any batched step is 1.5x
+    # too slow), or the warm-up alone (1000 s apart: even the warm-up is faster); without
+    # `need`, every round asked
+    sp = measure_side_by_side(CFG, digits, 2, apart_s=apart_s, need=need, rounds=4,
+                              max_rounds=4, budget_s=0.0)
+    assert sp.rounds == rounds
+    if apart_s is not None:
+        assert sp.apart_s == apart_s
+        assert (sp.gain >= 1.15) == (apart_s > 1)
 
 
 def test_side_by_side_on_is_refused_with_other_processes(tmp_path):

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -186,7 +187,8 @@ class SideBySideSpeed:
     k: int
     apart_s: float
     together_s: float
-    steps: int
+    #: rounds timed (after the warm-up)
+    rounds: int
     #: the cores other processes kept busy while timing, on average (None without /proc)
     others_cores: float | None = None
 
@@ -195,20 +197,27 @@ class SideBySideSpeed:
         return self.apart_s / self.together_s
 
 
-def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: int = 3,
+def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *,
+                         apart_s: float | None = None, need: float | None = None,
                          rounds: int = 2, max_rounds: int = 10,
                          budget_s: float = 1.0) -> SideBySideSpeed:
-    """Time ``k`` throw-away fits of ``cfg`` (seeds ``cfg.seed`` …) on ``data``'s first
-    ``steps`` batches, both ways, on their own :class:`~biasvar.train.Trainer` objects: an
-    epoch of each fit one after another (``Trainer.train_one_epoch``) against the same epoch of
-    all of them side by side (``train_side_by_side``). One round of each is the warm-up
-    (``vmap``'s first call traces the model), then the faster of the rounds, taken in turn,
-    is kept for each way: ``rounds`` of them, and more (up to ``max_rounds``) while the timed
-    rounds take less than ``budget_s`` — a small model's steps take milliseconds, and single
-    rounds of those moved the gain by ±20 % on a busy machine. Costs about ``2 k steps``
-    training steps a round. Nothing is written;
-    torch's RNG and thread count are restored. ValueError where the fits cannot train side by
-    side (``side_by_side_supported``)."""
+    """Time ``k`` throw-away fits of ``cfg`` (seeds ``cfg.seed`` …) on ``data``'s first batch,
+    on their own :class:`~biasvar.train.Trainer` objects, in rounds of one step: a step of
+    each fit one after another (``Trainer.train_one_epoch``), then one step of all of them
+    side by side (``train_side_by_side``). The first round is the warm-up (``vmap``'s first
+    call traces the model); the faster of the timed rounds is kept for each way: ``rounds`` of
+    them, and more (up to ``max_rounds``) while they take less than ``budget_s`` — a small
+    model's steps take milliseconds, and single rounds of those moved the gain by ±20 % on a
+    busy machine.
+
+    ``apart_s`` (seconds for one step of each fit, one after another: ``k`` × the fit's step
+    that :func:`measure_fit_speed` timed) skips timing that way. ``need`` (the gain the caller
+    decides at) stops as soon as the answer is plain: a side-by-side step faster than
+    ``apart / need`` (with ``apart_s`` given, the warm-up step counts), or a timed one slower
+    than 1.5 × that. So on a CPU, where a batched step of Fashion-MNIST's CNN takes 2.4× the
+    separate ones, the probe is two side-by-side steps. Nothing is written; torch's RNG and
+    thread count are restored. ValueError where the fits cannot train side by side
+    (``side_by_side_supported``)."""
     import numpy as np
 
     from ._side import side_by_side_supported, train_side_by_side
@@ -216,7 +225,7 @@ def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: 
     with _untouched():
         n = len(data.train)  # type: ignore[attr-defined]
         bs = min(int(cfg.batch_size or 64), n)
-        rows = np.arange(min(n, bs * steps))
+        rows = np.arange(bs)  # an epoch is one step
         # the schedule is built for every epoch the probe takes (one-cycle refuses more)
         cfg = replace(cfg, epochs=max(int(cfg.epochs or 1), 2 * (max(rounds, max_rounds) + 1)))
         trainers = [Trainer(replace(cfg, seed=cfg.seed + i), data, seed=cfg.seed + i,
@@ -229,33 +238,44 @@ def measure_side_by_side(cfg: ExperimentConfig, data: object, k: int, *, steps: 
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" \
             else (lambda: None)
 
-        def apart() -> float:
+        def timed(step: Any) -> float:
             sync()
             t0 = time.perf_counter()
+            step()
+            sync()
+            return time.perf_counter() - t0
+
+        def apart() -> None:
             for t in trainers:
                 t.train_one_epoch()
                 t.epoch += 1
-            sync()
-            return time.perf_counter() - t0
 
-        def together() -> float:
-            sync()
-            t0 = time.perf_counter()
+        def together() -> None:
             train_side_by_side(trainers)
             for t in trainers:
                 t.epoch += 1
-            sync()
-            return time.perf_counter() - t0
 
-        apart()
-        together()
-        a, b = [], []
+        a: list[float] = []
+        b: list[float] = []
         ticks0, wall0 = _cpu_ticks(), time.perf_counter()
-        while len(a) < rounds or (len(a) < max_rounds and sum(a) + sum(b) < budget_s):
-            a.append(apart())
-            b.append(together())
+        if apart_s is None:
+            timed(apart)
+        first = timed(together)  # the warm-up
+        plain = need is not None and apart_s is not None and first * need <= apart_s
+        if plain:  # faster even with vmap's tracing
+            b.append(first)
+        while not plain and len(b) < max_rounds:
+            if apart_s is None:
+                a.append(timed(apart))
+            b.append(timed(together))
+            ref = apart_s if apart_s is not None else min(a)
+            if need is not None and (min(b) * need > 1.5 * ref
+                                     or (len(b) >= rounds and min(b) * need <= ref)):
+                break
+            if len(b) >= rounds and sum(a) + sum(b) >= budget_s:
+                break
         others = _others_cores(ticks0, _cpu_ticks(), time.perf_counter() - wall0)
         for t in trainers:
             t._close_loaders()
-    spe = trainers[0].steps_per_epoch
-    return SideBySideSpeed(k, min(a) / spe, min(b) / spe, spe, others)
+    return SideBySideSpeed(k, apart_s if apart_s is not None else min(a), min(b), len(b),
+                           others)
