@@ -1,4 +1,4 @@
-"""Streaming throughput: images read from disk every epoch, against the textbook pipeline.
+"""Streaming throughput, figure 8 (``stream``) of bench.py: its helpers.
 
 Writes Fashion-MNIST training images as PNG files in a folder per class (a temporary folder),
 then trains the same model (cnn width 32 depth 2, Adam, batch 128) for one epoch three ways, all
@@ -8,14 +8,12 @@ in this process and with the same number of DataLoader worker processes:
   streamed  — ``biasvar`` with ``--stream always``: workers decode uint8 batches, the training
               process augments/normalises per batch and picks bf16 / channels_last by timing;
   in memory — ``biasvar`` on the same folder decoded once into memory (the default when it fits).
-Prints images/s and ratios against the textbook pipeline (no absolute-seconds assertions).
+Images/s of each, and their ratios against the textbook pipeline:
 
-    python bench/bench_stream.py [--images 20000] [--workers N]
+    python bench/bench.py --only stream [--images N]   (N training images; 2 N PNG files)
 """
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from biasvar import ExperimentConfig, fit, load_data
-from biasvar.data import loader_workers
 from biasvar.models import create_model
 
 
@@ -82,36 +79,3 @@ def _biasvar(root: Path, stream: str, workers: int) -> tuple[float, dict, int]:
     val_s = time.perf_counter() - t0
     train_s = res.history[0]["seconds"] - val_s
     return len(data.train) // 128 * 128 / train_s, res.precision, len(data.train)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=20000)
-    ap.add_argument("--workers", type=int, default=None,
-                    help="DataLoader workers for every pipeline (default: biasvar's choice)")
-    args = ap.parse_args()
-    workers = loader_workers() if args.workers is None else args.workers
-    with tempfile.TemporaryDirectory(prefix="biasvar-bench-") as tmp:
-        root = Path(tmp) / "fashion"
-        t0 = time.perf_counter()
-        _write_folder(root, args.images)
-        print(f"wrote {args.images} PNG files in {time.perf_counter() - t0:.0f} s")
-        mem = load_data(ExperimentConfig(dataset=f"imagefolder:{root}", val_fraction=0.02,
-                                         test_fraction=0.02))
-        rates = {}
-        rates["textbook torchvision ImageFolder"], n_tb = _textbook(
-            root, mem.mean[0], mem.std[0], workers)
-        rates["biasvar, streamed from disk"], prec, n_bv = _biasvar(root, "always", workers)
-        rates["biasvar, decoded into memory"], _, _ = _biasvar(root, "never", workers)
-    print(f"1 epoch over PNG files of Fashion-MNIST (textbook {n_tb} images, biasvar {n_bv} after "
-          f"its validation/test split), cnn width 32 depth 2, batch 128, {workers} DataLoader "
-          f"worker(s), {torch.get_num_threads()} torch threads; biasvar chose "
-          f"{prec['precision']}{' + channels_last' if prec['channels_last'] else ''}")
-    base = rates["textbook torchvision ImageFolder"]
-    print(f"{'pipeline':<36} {'images/s':>9} {'vs textbook':>12}")
-    for name, r in rates.items():
-        print(f"{name:<36} {r:>9.0f} {r / base:>11.2f}x")
-
-
-if __name__ == "__main__":
-    main()
