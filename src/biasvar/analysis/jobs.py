@@ -385,8 +385,7 @@ class SerialExecutor:
             raise unknown_name("side_by_side", side_by_side, SIDE_BY_SIDE_MODES)
         self.side_by_side = side_by_side
         self.choices: list[dict[str, Any]] = []
-        self._decided: dict[tuple[str, ...], float | None] = {}
-        self._choice_of: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._choice_of: dict[tuple[str, ...], dict[str, Any]] = {}  # by the group's job keys
 
     def _groups(self, jobs: Sequence[FitJob], data: DataBundle) -> list[list[FitJob]]:
         return [[j] for j in jobs] if self.side_by_side == "off" else \
@@ -399,7 +398,7 @@ class SerialExecutor:
         factors = {}
         for group in self._groups(jobs, data):
             if len(group) > 1 and self._together(group, data):
-                gain = self._decided[tuple(j.key for j in group)] or 1.0
+                gain = self._choice_of[tuple(j.key for j in group)].get("gain", 1.0)
                 factors.update({j.key: 1.0 / gain for j in group})
         return factors
 
@@ -430,11 +429,10 @@ class SerialExecutor:
         """Whether this group trains side by side; says why in ``choices`` and on stdout
         (once per group: ``plan`` and ``run`` ask alike)."""
         keys = tuple(j.key for j in group)
-        if keys in self._decided:
-            return self._decided[keys] is not None
+        if keys in self._choice_of:
+            return bool(self._choice_of[keys]["together"])
         cfg, k = group[0].config, len(group)
         choice: dict[str, Any] = {"fits": k, "model": cfg.model, "mode": self.side_by_side}
-        gain: float | None = None
         if self.side_by_side == "on":
             choice["together"] = True
         else:
@@ -454,16 +452,13 @@ class SerialExecutor:
                 if busy:
                     choice["why"] = (f"other processes kept {sp.others_cores:.1f} of the "
                                      f"{os.cpu_count()} cores busy while timing")
-                gain = sp.gain
-            if choice["together"]:  # the usual case, one after another, is only recorded
-                print(f"side by side: {k} fits of {cfg.model} measured {gain:.2f}x faster "
+            if sp is not None and choice["together"]:  # the usual case, one after another, is only recorded
+                print(f"side by side: {k} fits of {cfg.model} measured {sp.gain:.2f}x faster "
                       f"together ({sp.apart_s * 1000:.1f} ms one after another, "
                       f"{sp.together_s * 1000:.1f} ms together, per step of all {k}): "
                       "they train together", flush=True)
         self.choices.append(choice)
         self._choice_of[keys] = choice
-        # the decision: None = one after another; else the measured gain (0: not measured)
-        self._decided[keys] = (gain or 0.0) if choice["together"] else None
         return bool(choice["together"])
 
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ..config import resolve
-from ._fit import Trainer, run_trainers
+from ._fit import make_trainer, run_trainers
 from ._runtime import autocast
 
 __all__ = ["train_side_by_side", "side_by_side_supported", "fit_side_by_side"]
@@ -116,12 +114,11 @@ def fit_side_by_side(config: Any, data: Any, *, seeds: Sequence[int],
     """K fits of ``config`` (one per seed; each on its ``train_indices`` rows, or all of
     ``data.train``), trained side by side: what K calls of :func:`~biasvar.train.fit` return,
     up to rounding (no run directory, callbacks or progress)."""
-    cfg = resolve(config)
     rows = list(train_indices) if train_indices is not None else [None] * len(seeds)
     if len(rows) != len(seeds):
         raise ValueError(f"fit_side_by_side: {len(seeds)} seeds but {len(rows)} row sets")
-    trainers = [Trainer(replace(cfg, seed=int(s)), data, seed=int(s), train_indices=r,
-                        run_dir=None, callbacks=(), progress=None,
-                        desc=f"{cfg.model} on {data.name} (seed {s})", validate=validate)
+    trainers = [make_trainer(config, data, seed=int(s), train_indices=r, progress=False,
+                             desc=f"{config.model} on {data.name} (seed {s})",
+                             validate=validate)
                 for s, r in zip(seeds, rows)]
     return run_trainers(trainers, together=train_side_by_side)
